@@ -1,0 +1,254 @@
+//! The application settings that drive the cluster's timing, and the rules
+//! that keep a settings change from ever allowing two upstream sessions.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Cluster-wide settings, stored as one JSON document (seconds, fractional allowed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Seconds between heartbeats from every master to every coreapp.
+    pub heartbeat_interval: f64,
+    /// Seconds without an answered heartbeat after which a primary coreapp is unhealthy.
+    /// It is also the shard lease TTL.
+    pub unhealthy_interval: f64,
+    /// Seconds between a coreapp's database liveness writes; twice this without one is unhealthy.
+    pub db_update_interval: f64,
+    /// Seconds the upstream keeps a silent session open (its keepalive timeout).
+    pub upstream_session_timeout: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            heartbeat_interval: 5.0,
+            unhealthy_interval: 30.0,
+            db_update_interval: 60.0,
+            upstream_session_timeout: 10.0,
+        }
+    }
+}
+
+/// A partial update, as sent to `PATCH /v1/settings/application`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    /// New `heartbeat_interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval: Option<f64>,
+    /// New `unhealthy_interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_interval: Option<f64>,
+    /// New `db_update_interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_update_interval: Option<f64>,
+    /// New `upstream_session_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_session_timeout: Option<f64>,
+}
+
+/// A setting that was refused, with the reason an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SettingsError {
+    /// The offending setting.
+    pub field: &'static str,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// Every duration the cluster runs on, derived from [`Settings`] in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Heartbeat period of every master.
+    pub heartbeat: Duration,
+    /// Unanswered-heartbeat time after which a primary coreapp is unhealthy.
+    pub unhealthy: Duration,
+    /// TTL of a shard lease, on the database clock.
+    pub shard_lease_ttl: Duration,
+    /// How often a primary coreapp renews its shard leases.
+    pub renew_every: Duration,
+    /// How long after *sending* a successful renewal a coreapp may still use its
+    /// upstream session: the lease TTL less the upstream session timeout (a
+    /// paused holder's session lingers that long upstream) less a fence margin.
+    pub session_usable: Duration,
+    /// Extra database-clock wait a master adds after a lease expiry before the
+    /// new owner may claim the shard.
+    pub promotion_margin: Duration,
+    /// TTL of the master lease.
+    pub master_lease_ttl: Duration,
+    /// How often the primary master renews its lease and runs its cycle.
+    pub master_renew_every: Duration,
+    /// Period of a coreapp's database liveness writes.
+    pub db_update: Duration,
+    /// Time without a liveness write after which a coreapp is unhealthy.
+    pub db_unhealthy_after: Duration,
+    /// How often every node re-reads the settings version.
+    pub settings_poll: Duration,
+}
+
+const MIN_HEARTBEAT: f64 = 0.05;
+const MAX_INTERVAL: f64 = 86_400.0;
+
+fn secs(value: f64) -> Duration {
+    Duration::from_secs_f64(value)
+}
+
+impl Settings {
+    /// Applies a patch, returning the validated result.
+    pub fn patched(&self, patch: &SettingsPatch) -> Result<Settings, SettingsError> {
+        let next = self.merged_unchecked(patch);
+        next.timing()?;
+        Ok(next)
+    }
+
+    /// Derives the timing, refusing settings that could break a cluster rule.
+    pub fn timing(&self) -> Result<Timing, SettingsError> {
+        let checks: [(&'static str, f64, f64); 4] = [
+            ("heartbeat_interval", self.heartbeat_interval, MIN_HEARTBEAT),
+            ("unhealthy_interval", self.unhealthy_interval, MIN_HEARTBEAT * 2.0),
+            ("db_update_interval", self.db_update_interval, MIN_HEARTBEAT),
+            ("upstream_session_timeout", self.upstream_session_timeout, 0.01),
+        ];
+        for (field, value, min) in checks {
+            if !value.is_finite() || !(min..=MAX_INTERVAL).contains(&value) {
+                return Err(SettingsError {
+                    field,
+                    reason: format!("must be a number of seconds between {min} and {MAX_INTERVAL}, got {value}"),
+                });
+            }
+        }
+        let heartbeat = secs(self.heartbeat_interval);
+        let unhealthy = secs(self.unhealthy_interval);
+        if unhealthy < heartbeat * 2 {
+            return Err(SettingsError {
+                field: "unhealthy_interval",
+                reason: format!(
+                    "must be at least twice heartbeat_interval ({} s), so that one late heartbeat \
+                     does not fail a healthy primary over",
+                    self.heartbeat_interval
+                ),
+            });
+        }
+        let shard_lease_ttl = unhealthy;
+        let renew_every = heartbeat.min(shard_lease_ttl / 4);
+        let fence_margin = (shard_lease_ttl / 10).max(Duration::from_millis(50));
+        let session_timeout = secs(self.upstream_session_timeout);
+        // The session must stay usable across at least two renewals, or a
+        // healthy primary would fence itself between them.
+        let needed = session_timeout + fence_margin + renew_every * 2;
+        if shard_lease_ttl < needed {
+            return Err(SettingsError {
+                field: "unhealthy_interval",
+                reason: format!(
+                    "{} s is too short for an upstream session_timeout of {} s: unhealthy_interval is \
+                     also the shard lease TTL, and a paused primary's upstream session can stay open \
+                     for session_timeout after it last renewed, so a new primary could open a second \
+                     session (a conflict, and bans); it must be at least {:.3} s (session_timeout + \
+                     fence margin {:.3} s + two renewals of {:.3} s)",
+                    self.unhealthy_interval,
+                    self.upstream_session_timeout,
+                    needed.as_secs_f64(),
+                    fence_margin.as_secs_f64(),
+                    renew_every.as_secs_f64()
+                ),
+            });
+        }
+        let master_lease_ttl = (unhealthy / 2).max(Duration::from_millis(400));
+        let db_update = secs(self.db_update_interval);
+        Ok(Timing {
+            heartbeat,
+            unhealthy,
+            shard_lease_ttl,
+            renew_every,
+            session_usable: shard_lease_ttl - session_timeout - fence_margin,
+            promotion_margin: fence_margin,
+            master_lease_ttl,
+            master_renew_every: (master_lease_ttl / 4).min(heartbeat),
+            db_update,
+            db_unhealthy_after: db_update * 2,
+            settings_poll: heartbeat.min(Duration::from_secs(1)),
+        })
+    }
+
+    /// Parses a stored document; fields it lacks take their defaults.
+    pub fn from_stored(doc: &str) -> Result<Settings, serde_json::Error> {
+        let patch: SettingsPatch = serde_json::from_str(doc)?;
+        Ok(Settings::default().merged_unchecked(&patch))
+    }
+
+    fn merged_unchecked(&self, patch: &SettingsPatch) -> Settings {
+        Settings {
+            heartbeat_interval: patch.heartbeat_interval.unwrap_or(self.heartbeat_interval),
+            unhealthy_interval: patch.unhealthy_interval.unwrap_or(self.unhealthy_interval),
+            db_update_interval: patch.db_update_interval.unwrap_or(self.db_update_interval),
+            upstream_session_timeout: patch
+                .upstream_session_timeout
+                .unwrap_or(self.upstream_session_timeout),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> Settings {
+        Settings {
+            heartbeat_interval: 0.2,
+            unhealthy_interval: 1.0,
+            db_update_interval: 1.0,
+            upstream_session_timeout: 0.3,
+        }
+    }
+
+    #[test]
+    fn defaults_and_fast_test_settings_are_valid() {
+        let t = Settings::default().timing().unwrap();
+        assert_eq!(t.shard_lease_ttl, Duration::from_secs(30));
+        assert_eq!(t.renew_every, Duration::from_secs(5));
+        let t = fast().timing().unwrap();
+        assert_eq!(t.renew_every, Duration::from_millis(200));
+        assert_eq!(t.session_usable, Duration::from_millis(600));
+    }
+
+    #[test]
+    fn session_is_always_closed_upstream_before_the_lease_expires() {
+        for s in [Settings::default(), fast()] {
+            let t = s.timing().unwrap();
+            let session_timeout = secs(s.upstream_session_timeout);
+            // Worst case: paused at the last usable instant; the upstream closes
+            // the session session_timeout later, which must precede expiry.
+            assert!(t.session_usable + session_timeout < t.shard_lease_ttl);
+            assert!(t.session_usable >= t.renew_every * 2);
+        }
+    }
+
+    #[test]
+    fn unhealthy_interval_too_short_for_the_session_timeout_is_refused_with_the_reason() {
+        let err = fast()
+            .patched(&SettingsPatch { unhealthy_interval: Some(0.5), ..Default::default() })
+            .unwrap_err();
+        assert_eq!(err.field, "unhealthy_interval");
+        assert!(err.reason.contains("session_timeout"), "{}", err.reason);
+        assert!(err.reason.contains("second session"), "{}", err.reason);
+    }
+
+    #[test]
+    fn nonsense_values_are_refused() {
+        for bad in [f64::NAN, -1.0, 0.0, 1e9] {
+            let patch = SettingsPatch { heartbeat_interval: Some(bad), ..Default::default() };
+            assert_eq!(fast().patched(&patch).unwrap_err().field, "heartbeat_interval");
+        }
+        let patch = SettingsPatch { heartbeat_interval: Some(0.6), ..Default::default() };
+        assert!(fast().patched(&patch).unwrap_err().reason.contains("twice"));
+    }
+
+    #[test]
+    fn stored_documents_missing_fields_take_defaults() {
+        let s = Settings::from_stored(r#"{"heartbeat_interval":0.5}"#).unwrap();
+        assert_eq!(s.heartbeat_interval, 0.5);
+        assert_eq!(s.unhealthy_interval, 30.0);
+    }
+}

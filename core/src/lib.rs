@@ -1,0 +1,15 @@
+//! Shardgate core: everything but the REST API.
+//!
+//! - [`cluster`]: settings and the timing derived from them, shared by every role.
+//! - [`config`]: start-up settings under the official on-prem environment names.
+//! - [`store`]: the shared SQL database (SQLite, PostgreSQL, MySQL) behind one interface.
+//! - [`upstream`]: the wire protocol to the messaging network, and `upstream-sim`.
+//! - [`ready`]: the readiness line nodes print once they listen.
+pub mod cluster;
+pub mod config;
+pub mod ready;
+pub mod store;
+pub mod upstream;
+
+/// This build's version, reported by every node.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

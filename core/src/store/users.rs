@@ -1,0 +1,87 @@
+//! API users and their bearer tokens. Only hashes are stored: the password
+//! hash comes from the gateway, tokens are stored as their SHA-256.
+
+use super::{Store, StoreResult};
+use sqlx::Row;
+
+/// A stored API user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Login name.
+    pub username: String,
+    /// PHC-format password hash.
+    pub password_hash: String,
+    /// `admin` or `user`.
+    pub role: String,
+    /// The default password is still set; the next login must change it.
+    pub must_change: bool,
+}
+
+impl Store {
+    /// Looks a user up by name.
+    pub async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let sql = self.sql("SELECT username, password_hash, role, must_change FROM users WHERE username = ?");
+        let row = sqlx::query(&sql).bind(username).fetch_optional(self.pool()).await?;
+        row.map(|r| {
+            Ok(UserRecord {
+                username: r.try_get(0)?,
+                password_hash: r.try_get(1)?,
+                role: r.try_get(2)?,
+                must_change: r.try_get::<i64, _>(3)? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// Creates the user unless one of that name exists.
+    pub async fn ensure_user(&self, user: &UserRecord) -> StoreResult<()> {
+        let sql = self.sql(
+            "{insert_ignore} INTO users (username, password_hash, role, must_change) VALUES (?, ?, ?, ?)",
+        );
+        sqlx::query(&sql)
+            .bind(&user.username)
+            .bind(&user.password_hash)
+            .bind(&user.role)
+            .bind(i64::from(user.must_change))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Sets a new password hash, ending the must-change state.
+    pub async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<()> {
+        let sql = self.sql("UPDATE users SET password_hash = ?, must_change = 0 WHERE username = ?");
+        sqlx::query(&sql).bind(password_hash).bind(username).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Stores a token hash valid until `expires_at` (unix ms).
+    pub async fn insert_token(&self, token_hash: &str, username: &str, expires_at: i64) -> StoreResult<()> {
+        let sql = self.sql("INSERT INTO tokens (token_hash, username, expires_at) VALUES (?, ?, ?)");
+        sqlx::query(&sql)
+            .bind(token_hash)
+            .bind(username)
+            .bind(expires_at)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The user behind an unexpired token.
+    pub async fn token_user(&self, token_hash: &str) -> StoreResult<Option<UserRecord>> {
+        let sql = self.sql(
+            "SELECT u.username, u.password_hash, u.role, u.must_change FROM tokens t \
+             JOIN users u ON u.username = t.username WHERE t.token_hash = ? AND t.expires_at > {now}",
+        );
+        let row = sqlx::query(&sql).bind(token_hash).fetch_optional(self.pool()).await?;
+        row.map(|r| {
+            Ok(UserRecord {
+                username: r.try_get(0)?,
+                password_hash: r.try_get(1)?,
+                role: r.try_get(2)?,
+                must_change: r.try_get::<i64, _>(3)? != 0,
+            })
+        })
+        .transpose()
+    }
+}
