@@ -4,10 +4,16 @@
 //! - [`config`]: start-up settings under the official on-prem environment names.
 //! - [`store`]: the shared SQL database (SQLite, PostgreSQL, MySQL) behind one interface.
 //! - [`upstream`]: the wire protocol to the messaging network, and `upstream-sim`.
+//! - [`control`]: the control API of masters and coreapps (status, heartbeat, wake) and its client.
+//! - [`node`]: start-up common to every role: identity and waiting for the schema.
+//! - [`routing`]: the default shard rule, `fnv1a64(recipient) % shards`.
 //! - [`ready`]: the readiness line nodes print once they listen.
 pub mod cluster;
 pub mod config;
+pub mod control;
+pub mod node;
 pub mod ready;
+pub mod routing;
 pub mod store;
 pub mod upstream;
 
