@@ -2,7 +2,70 @@
 //! wait until the schema is one it knows.
 
 use crate::store::{schema, Store, StoreError, StoreResult};
+use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Identity and control-API settings shared by masters and coreapps.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// Stable node id; defaults to <role>-<hostname>-<pid>.
+    #[arg(long = "node-id", env = "SHARDGATE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Address the control API (heartbeats, status, wake-ups) listens on; port 0 picks one.
+    #[arg(long = "control-listen", env = "SHARDGATE_CONTROL_LISTEN", default_value = "0.0.0.0:6252")]
+    pub control_listen: SocketAddr,
+    /// Host name other nodes reach this node by (falls back to EXTERNAL_HOSTNAME, then
+    /// the listen address, then the machine's host name).
+    #[arg(long = "hostname", env = "COREAPP_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// The node's four external ports, comma-separated (messaging, contacts, control,
+    /// healthcheck); the third is advertised for control. Defaults to the bound port.
+    #[arg(long = "external-ports", env = "COREAPP_EXTERNAL_PORTS")]
+    pub external_ports: Option<String>,
+}
+
+impl NodeArgs {
+    /// The `host:port` other nodes use to reach the control API bound at `bound`.
+    pub fn advertised_control_addr(&self, bound: SocketAddr) -> Result<String, String> {
+        let port = match &self.external_ports {
+            Some(list) => parse_external_ports(list)?[2],
+            None => bound.port(),
+        };
+        let host = self
+            .hostname
+            .clone()
+            .or_else(|| std::env::var("EXTERNAL_HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| {
+                if bound.ip().is_unspecified() {
+                    machine_hostname()
+                } else {
+                    bound.ip().to_string()
+                }
+            });
+        Ok(format!("{host}:{port}"))
+    }
+}
+
+/// Parses `COREAPP_EXTERNAL_PORTS`: four comma-separated ports.
+pub fn parse_external_ports(list: &str) -> Result<[u16; 4], String> {
+    let ports: Vec<u16> = list
+        .split(',')
+        .map(|p| p.trim().parse::<u16>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("COREAPP_EXTERNAL_PORTS must be four comma-separated ports, not {list:?}"))?;
+    ports
+        .try_into()
+        .map_err(|_| format!("COREAPP_EXTERNAL_PORTS must be four comma-separated ports, not {list:?}"))
+}
+
+fn machine_hostname() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    if host.is_empty() {
+        "localhost".to_string()
+    } else {
+        host
+    }
+}
 
 /// Who this process is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,13 +79,8 @@ pub struct NodeIdentity {
 impl NodeIdentity {
     /// A fresh identity for this process.
     pub fn new(node_id: Option<String>, role: &str) -> NodeIdentity {
-        let node_id = node_id.unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_default();
-            let host = if host.is_empty() { "localhost".to_string() } else { host };
-            format!("{role}-{host}-{}", std::process::id())
-        });
+        let node_id =
+            node_id.unwrap_or_else(|| format!("{role}-{}-{}", machine_hostname(), std::process::id()));
         NodeIdentity { node_id, instance_id: uuid::Uuid::new_v4().simple().to_string() }
     }
 }
@@ -51,9 +109,38 @@ pub async fn wait_for_schema(store: &Store, role: &str) -> StoreResult<()> {
     }
 }
 
-/// Seconds since the unix epoch on this node's clock (for display only).
-pub fn unix_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_ports_must_be_four_ports_and_the_error_names_the_variable() {
+        assert_eq!(parse_external_ports("6250, 6251,6252,6253").unwrap(), [6250, 6251, 6252, 6253]);
+        for bad in ["6250,6251", "a,b,c,d", "1,2,3,4,5"] {
+            assert!(parse_external_ports(bad).unwrap_err().contains("COREAPP_EXTERNAL_PORTS"));
+        }
+    }
+
+    #[test]
+    fn advertised_address_uses_the_third_external_port_and_the_hostname() {
+        let args = NodeArgs {
+            node_id: None,
+            control_listen: "0.0.0.0:0".parse().unwrap(),
+            hostname: Some("core1".into()),
+            external_ports: Some("7250,7251,7252,7253".into()),
+        };
+        assert_eq!(args.advertised_control_addr("0.0.0.0:4444".parse().unwrap()).unwrap(), "core1:7252");
+        let local = NodeArgs { hostname: None, external_ports: None, ..args };
+        assert_eq!(local.advertised_control_addr("127.0.0.1:4444".parse().unwrap()).unwrap(), "127.0.0.1:4444");
+    }
 }

@@ -1,0 +1,369 @@
+//! The primary master's decision for one cycle, as a pure function of what it
+//! observed: for every shard, keep the primary, or give the shard to a healthy
+//! secondary and say from when that secondary may open its session.
+//!
+//! Safety rests on `not_before`: a shard taken from a holder that may still be
+//! alive (silent, paused, partitioned) is claimable only after the holder's
+//! lease has expired on the database clock, plus a margin. The holder stops
+//! using its session before that expiry by its own clock (see the coreapp's
+//! lease keeper), so two sessions never overlap. Only a holder known to be
+//! gone (its control port refuses connections, or a new process answers in
+//! its place) is replaced without that wait: a process that no longer exists
+//! holds no session.
+
+use crate::cluster::Timing;
+use crate::store::shard_map::ShardRow;
+use std::fmt;
+use std::time::Duration;
+
+/// What the primary master's own latest heartbeat to a coreapp returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Not probed yet.
+    Unknown,
+    /// Answered, by this process instance.
+    Answered {
+        /// Instance that answered.
+        instance_id: String,
+    },
+    /// Connection refused: no process listens there any more.
+    Refused,
+    /// No answer in time: paused, overloaded or cut off.
+    Silent,
+}
+
+/// One coreapp as the primary master sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreappView {
+    /// Node id.
+    pub node_id: String,
+    /// Database-clock time of its last liveness write.
+    pub last_seen: i64,
+    /// Database-clock time of the latest heartbeat it answered, to any master.
+    pub last_answered: Option<i64>,
+    /// This master's own latest probe.
+    pub probe: Probe,
+}
+
+/// Everything one cycle decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// Database clock, unix ms.
+    pub now: i64,
+    /// The shard map.
+    pub shards: Vec<ShardRow>,
+    /// Every registered coreapp.
+    pub coreapps: Vec<CoreappView>,
+    /// How long this master has been probing: silence is judged only over a
+    /// window it watched, so a freshly elected master does not fail over
+    /// healthy primaries it has not heard from yet.
+    pub probing_for: Duration,
+}
+
+/// Why a coreapp cannot serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unhealthy {
+    /// Its process is gone: refused connection or a new instance answers.
+    Gone(String),
+    /// It may be alive but is not serving: silent, stale, or not renewing.
+    Suspect(String),
+}
+
+/// The decision for one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardDecision {
+    /// The primary is fine (or a claim is pending), nothing to do.
+    Keep {
+        /// Shard.
+        shard: u32,
+        /// What was seen.
+        reason: String,
+    },
+    /// Give the shard to `to`, claimable from `not_before` (database clock).
+    Reassign {
+        /// Shard.
+        shard: u32,
+        /// Row version the decision was made on.
+        expected_version: i64,
+        /// Previous owner ("" when none).
+        from: String,
+        /// New owner.
+        to: String,
+        /// Earliest database-clock time the new owner may claim.
+        not_before: i64,
+        /// Why.
+        reason: String,
+    },
+    /// The shard needs a new primary but no healthy coreapp is free.
+    Stuck {
+        /// Shard.
+        shard: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ShardDecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShardDecision::Keep { shard, reason } => write!(f, "shard {shard} {reason}, no action"),
+            ShardDecision::Reassign { shard, from, to, reason, .. } if from.is_empty() => {
+                write!(f, "shard {shard} has no primary ({reason}): promoting {to}")
+            }
+            ShardDecision::Reassign { shard, from, to, reason, .. } => {
+                write!(f, "shard {shard} primary {from} {reason}: promoting {to}")
+            }
+            ShardDecision::Stuck { shard, reason } => write!(f, "shard {shard} {reason}"),
+        }
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+impl ClusterView {
+    fn coreapp(&self, node_id: &str) -> Option<&CoreappView> {
+        self.coreapps.iter().find(|c| c.node_id == node_id)
+    }
+
+    /// Why `node_id` cannot serve, judged against its claimed `instance`
+    /// (empty when it has claimed nothing yet); `None` when healthy.
+    pub fn unhealthy(&self, node_id: &str, instance: &str, timing: &Timing) -> Option<Unhealthy> {
+        let Some(c) = self.coreapp(node_id) else {
+            return Some(Unhealthy::Suspect("is not registered".into()));
+        };
+        match &c.probe {
+            Probe::Refused => return Some(Unhealthy::Gone("is gone (connection refused)".into())),
+            Probe::Answered { instance_id } if !instance.is_empty() && instance_id != instance => {
+                return Some(Unhealthy::Gone("restarted (a new process answers)".into()));
+            }
+            _ => {}
+        }
+        let unhealthy_ms = ms(timing.unhealthy);
+        let heard_recently = c.last_answered.is_some_and(|t| self.now - t <= unhealthy_ms);
+        if !heard_recently && self.probing_for >= timing.unhealthy {
+            return Some(Unhealthy::Suspect(format!(
+                "answered no master for {:.1} s",
+                c.last_answered.map_or(f64::INFINITY, |t| (self.now - t) as f64 / 1000.0)
+            )));
+        }
+        if self.now - c.last_seen > ms(timing.db_unhealthy_after) {
+            return Some(Unhealthy::Suspect(format!(
+                "wrote no database liveness for {:.0} s",
+                (self.now - c.last_seen) as f64 / 1000.0
+            )));
+        }
+        None
+    }
+
+    /// A healthy coreapp to take a shard, the least loaded first.
+    fn candidate(&self, exclude: &str, planned: &[(String, u32)], timing: &Timing) -> Option<String> {
+        let load = |node: &str| {
+            self.shards.iter().filter(|r| r.owner == node).count()
+                + planned.iter().filter(|(n, _)| n == node).count()
+        };
+        self.coreapps
+            .iter()
+            .filter(|c| c.node_id != exclude && self.unhealthy(&c.node_id, "", timing).is_none())
+            .map(|c| (load(&c.node_id), c.node_id.clone()))
+            .min()
+            .map(|(_, node)| node)
+    }
+}
+
+/// Decides every shard for one cycle.
+pub fn decide(view: &ClusterView, timing: &Timing) -> Vec<ShardDecision> {
+    let mut planned: Vec<(String, u32)> = Vec::new();
+    let mut decisions = Vec::with_capacity(view.shards.len());
+    for row in &view.shards {
+        let decision = decide_shard(view, row, &planned, timing);
+        if let ShardDecision::Reassign { to, shard, .. } = &decision {
+            planned.push((to.clone(), *shard));
+        }
+        decisions.push(decision);
+    }
+    decisions
+}
+
+fn decide_shard(view: &ClusterView, row: &ShardRow, planned: &[(String, u32)], timing: &Timing) -> ShardDecision {
+    let shard = row.shard;
+    // Nothing can have been opened under the current epoch before it was
+    // claimed, so an unowned or unclaimed shard keeps its old `not_before`.
+    let (reason, exclude, not_before) = if row.owner.is_empty() {
+        ("unassigned".to_string(), "", row.not_before)
+    } else {
+        match view.unhealthy(&row.owner, &row.owner_instance, timing) {
+            None if row.owner_instance.is_empty() => {
+                return ShardDecision::Keep { shard, reason: format!("assigned to {}, waiting for its claim", row.owner) };
+            }
+            None if !row.lease_live(view.now) && view.now - row.lease_expires_at > ms(timing.unhealthy) => (
+                format!("stopped renewing its lease {:.1} s ago", (view.now - row.lease_expires_at) as f64 / 1000.0),
+                row.owner.as_str(),
+                row.not_before.max(row.lease_expires_at) + ms(timing.promotion_margin),
+            ),
+            None => {
+                return ShardDecision::Keep { shard, reason: format!("primary {} healthy (epoch {})", row.owner, row.epoch) };
+            }
+            Some(Unhealthy::Gone(why)) => (why, "", row.not_before),
+            Some(Unhealthy::Suspect(why)) if row.owner_instance.is_empty() => (why, row.owner.as_str(), row.not_before),
+            Some(Unhealthy::Suspect(why)) => (
+                why,
+                row.owner.as_str(),
+                row.not_before.max(row.lease_expires_at) + ms(timing.promotion_margin),
+            ),
+        }
+    };
+    match view.candidate(exclude, planned, timing) {
+        Some(to) => ShardDecision::Reassign {
+            shard,
+            expected_version: row.version,
+            from: row.owner.clone(),
+            to,
+            not_before,
+            reason,
+        },
+        None => ShardDecision::Stuck { shard, reason: format!("needs a primary ({reason}) but no healthy coreapp is free") },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Settings;
+
+    fn timing() -> Timing {
+        Settings { heartbeat_interval: 0.2, unhealthy_interval: 1.0, db_update_interval: 1.0, upstream_session_timeout: 0.3 }
+            .timing()
+            .unwrap()
+    }
+
+    const NOW: i64 = 1_000_000;
+
+    fn healthy(node: &str, instance: &str) -> CoreappView {
+        CoreappView {
+            node_id: node.into(),
+            last_seen: NOW - 100,
+            last_answered: Some(NOW - 100),
+            probe: Probe::Answered { instance_id: instance.into() },
+        }
+    }
+
+    fn held(shard: u32, owner: &str, instance: &str, expires: i64) -> ShardRow {
+        ShardRow {
+            shard,
+            owner: owner.into(),
+            owner_instance: instance.into(),
+            epoch: 3,
+            lease_expires_at: expires,
+            not_before: 0,
+            master_epoch: 1,
+            version: 9,
+        }
+    }
+
+    fn view(shards: Vec<ShardRow>, coreapps: Vec<CoreappView>) -> ClusterView {
+        ClusterView { now: NOW, shards, coreapps, probing_for: Duration::from_secs(5) }
+    }
+
+    #[test]
+    fn healthy_primary_is_kept() {
+        let v = view(vec![held(0, "c1", "i1", NOW + 500)], vec![healthy("c1", "i1"), healthy("c2", "i2")]);
+        let d = decide(&v, &timing());
+        assert!(matches!(&d[0], ShardDecision::Keep { .. }), "{d:?}");
+        assert_eq!(d[0].to_string(), "shard 0 primary c1 healthy (epoch 3), no action");
+    }
+
+    #[test]
+    fn unassigned_shards_go_to_distinct_free_coreapps() {
+        let v = view(
+            vec![held(0, "", "", 0), held(1, "", "", 0)],
+            vec![healthy("c1", "i1"), healthy("c2", "i2"), healthy("c3", "i3")],
+        );
+        let d = decide(&v, &timing());
+        let owners: Vec<_> = d
+            .iter()
+            .map(|d| match d {
+                ShardDecision::Reassign { to, not_before, .. } => {
+                    assert_eq!(*not_before, 0);
+                    to.clone()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(owners, ["c1", "c2"]);
+    }
+
+    #[test]
+    fn dead_primary_is_replaced_without_waiting_for_its_lease() {
+        let mut dead = healthy("c1", "i1");
+        dead.probe = Probe::Refused;
+        let v = view(vec![held(0, "c1", "i1", NOW + 900)], vec![dead, healthy("c2", "i2")]);
+        match &decide(&v, &timing())[0] {
+            ShardDecision::Reassign { to, not_before, reason, .. } => {
+                assert_eq!(to, "c2");
+                assert_eq!(*not_before, 0, "a gone process holds no session");
+                assert!(reason.contains("refused"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn restarted_primary_is_replaced_at_once() {
+        let v = view(vec![held(0, "c1", "old", NOW + 900)], vec![healthy("c1", "new"), healthy("c2", "i2")]);
+        assert!(matches!(&decide(&v, &timing())[0], ShardDecision::Reassign { not_before: 0, .. }));
+    }
+
+    #[test]
+    fn silent_primary_is_replaced_only_after_its_lease_expires_plus_margin() {
+        let mut silent = healthy("c1", "i1");
+        silent.probe = Probe::Silent;
+        silent.last_answered = Some(NOW - 1_500);
+        let expires = NOW + 300;
+        let v = view(vec![held(0, "c1", "i1", expires)], vec![silent, healthy("c2", "i2")]);
+        match &decide(&v, &timing())[0] {
+            ShardDecision::Reassign { to, not_before, .. } => {
+                assert_eq!(to, "c2");
+                assert!(*not_before > expires, "must wait past the old lease");
+                assert_eq!(*not_before, expires + ms(timing().promotion_margin));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_master_does_not_judge_silence_it_did_not_watch() {
+        let mut quiet = healthy("c1", "i1");
+        quiet.probe = Probe::Unknown;
+        quiet.last_answered = None;
+        let mut v = view(vec![held(0, "c1", "i1", NOW + 500)], vec![quiet, healthy("c2", "i2")]);
+        v.probing_for = Duration::from_millis(100);
+        assert!(matches!(&decide(&v, &timing())[0], ShardDecision::Keep { .. }));
+    }
+
+    #[test]
+    fn stale_database_liveness_is_unhealthy() {
+        let mut stale = healthy("c1", "i1");
+        stale.last_seen = NOW - 10_000;
+        let v = view(vec![held(0, "c1", "i1", NOW + 500)], vec![stale, healthy("c2", "i2")]);
+        match &decide(&v, &timing())[0] {
+            ShardDecision::Reassign { reason, .. } => assert!(reason.contains("database liveness")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn primary_that_stopped_renewing_is_replaced_after_expiry() {
+        let v = view(vec![held(0, "c1", "i1", NOW - 2_000)], vec![healthy("c1", "i1"), healthy("c2", "i2")]);
+        assert!(matches!(&decide(&v, &timing())[0], ShardDecision::Reassign { to, .. } if to == "c2"));
+    }
+
+    #[test]
+    fn no_free_healthy_coreapp_leaves_the_shard_stuck() {
+        let mut dead = healthy("c1", "i1");
+        dead.probe = Probe::Refused;
+        let v = view(vec![held(0, "c1", "i1", NOW + 500)], vec![dead]);
+        assert!(matches!(&decide(&v, &timing())[0], ShardDecision::Stuck { .. }));
+    }
+}
