@@ -5,6 +5,7 @@
 //! - [`store`]: the shared SQL database (SQLite, PostgreSQL, MySQL) behind one interface.
 //! - [`upstream`]: the wire protocol to the messaging network, and `upstream-sim`.
 //! - [`control`]: the control API of masters and coreapps (status, heartbeat, wake) and its client.
+//! - [`coreapp`]: the coreapp role: shard leases, the self-fenced upstream session, the outbox sender.
 //! - [`master`]: the master role: lease election, heartbeats, and the primary's failover cycle.
 //! - [`node`]: start-up common to every role: identity and waiting for the schema.
 //! - [`routing`]: the default shard rule, `fnv1a64(recipient) % shards`.
@@ -12,6 +13,7 @@
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod coreapp;
 pub mod master;
 pub mod node;
 pub mod ready;

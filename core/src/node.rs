@@ -17,7 +17,7 @@ pub struct NodeArgs {
     /// Host name other nodes reach this node by (falls back to EXTERNAL_HOSTNAME, then
     /// the listen address, then the machine's host name).
     #[arg(long = "hostname", env = "COREAPP_HOSTNAME")]
-    pub hostname: Option<String>,
+    pub node_hostname: Option<String>,
     /// The node's four external ports, comma-separated (messaging, contacts, control,
     /// healthcheck); the third is advertised for control. Defaults to the bound port.
     #[arg(long = "external-ports", env = "COREAPP_EXTERNAL_PORTS")]
@@ -32,7 +32,7 @@ impl NodeArgs {
             None => bound.port(),
         };
         let host = self
-            .hostname
+            .node_hostname
             .clone()
             .or_else(|| std::env::var("EXTERNAL_HOSTNAME").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| {
@@ -136,11 +136,11 @@ mod tests {
         let args = NodeArgs {
             node_id: None,
             control_listen: "0.0.0.0:0".parse().unwrap(),
-            hostname: Some("core1".into()),
+            node_hostname: Some("core1".into()),
             external_ports: Some("7250,7251,7252,7253".into()),
         };
         assert_eq!(args.advertised_control_addr("0.0.0.0:4444".parse().unwrap()).unwrap(), "core1:7252");
-        let local = NodeArgs { hostname: None, external_ports: None, ..args };
+        let local = NodeArgs { node_hostname: None, external_ports: None, ..args };
         assert_eq!(local.advertised_control_addr("127.0.0.1:4444".parse().unwrap()).unwrap(), "127.0.0.1:4444");
     }
 }

@@ -155,7 +155,9 @@ impl Settings {
                 ),
             });
         }
-        let master_lease_ttl = (unhealthy / 2).max(Duration::from_millis(400));
+        // Coreapps serve on without a master, so the master lease can afford
+        // a floor that rides out a busy database.
+        let master_lease_ttl = unhealthy.max(Duration::from_secs(1));
         let db_update = secs(self.db_update_interval);
         Ok(Timing {
             heartbeat,

@@ -49,7 +49,8 @@ pub async fn run_cycle(
             ShardDecision::Reassign { shard, expected_version, to, not_before, .. } => {
                 // The lease may have lapsed while this cycle read; the write is
                 // fenced on the database anyway, this only saves a round trip.
-                if role.borrow().acting_auth().is_none() {
+                let still_primary = role.borrow().acting_auth().is_some();
+                if !still_primary {
                     false
                 } else {
                     let done = store.reassign_shard(*shard, *expected_version, to, *not_before, auth).await?;

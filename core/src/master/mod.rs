@@ -171,7 +171,8 @@ pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
         r = server => anyhow::bail!("control server stopped: {r:?}"),
     }
     election.abort();
-    election::step_down(&store, &role_rx.borrow().clone()).await;
+    let role = role_rx.borrow().clone();
+    election::step_down(&store, &role).await;
     Ok(())
 }
 
@@ -227,7 +228,10 @@ impl MasterLoop {
                         tracing::warn!("master cannot read the cluster: {e}");
                     }
                 }
-                if let (Some(auth), Ok(coreapps)) = (self.role.borrow().clone().acting_auth(), coreapps) {
+                // Clone the role out: a watch borrow held across an await
+                // would block the election task's next update.
+                let role = self.role.borrow().clone();
+                if let (Some(auth), Ok(coreapps)) = (role.acting_auth(), coreapps) {
                     if self.taken_over_epoch == Some(auth.epoch) {
                         let outcome =
                             cycle::run_cycle(&self.store, auth, &self.role, &coreapps, &self.monitor, &timing).await;

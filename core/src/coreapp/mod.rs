@@ -1,0 +1,157 @@
+//! The coreapp role: secondary until a master assigns it a shard; then it
+//! claims the shard lease, holds the shard's one upstream session, and sends
+//! the shard's outbox. It keeps serving while every master is down, because
+//! its lease lives in the database, not in a master.
+//!
+//! - [`lease_keeper`]: claims and renews shard leases and grants their use.
+//! - [`session`]: the upstream session and the self-fence that closes it in time.
+//! - [`shard_worker`]: drains one shard's outbox over its session.
+
+pub mod lease_keeper;
+pub mod session;
+pub mod shard_worker;
+
+use crate::cluster::live_settings::LiveSettings;
+use crate::config::{log_ignored_official_env, DbConfig};
+use crate::control::{NodeStatus, Wake};
+use crate::node::{shutdown_signal, wait_for_schema, NodeArgs, NodeIdentity};
+use crate::store::nodes::NodeRecord;
+use crate::store::Store;
+use anyhow::Context;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lease_keeper::{KeeperHandle, LeaseKeeper};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Settings of a coreapp node.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CoreappConfig {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub node: NodeArgs,
+    /// `host:port` of the upstream messaging network (the upstream-sim in development).
+    #[arg(long, env = "SHARDGATE_UPSTREAM", default_value = "127.0.0.1:5222")]
+    pub upstream: String,
+}
+
+struct CoreappNode {
+    identity: NodeIdentity,
+    keeper: KeeperHandle,
+    settings: LiveSettings,
+    started: Instant,
+}
+
+impl CoreappNode {
+    fn status(&self) -> NodeStatus {
+        let shards = self.keeper.held_shards();
+        let connected = shards.iter().any(|s| s.session_open);
+        NodeStatus {
+            node_id: self.identity.node_id.clone(),
+            instance_id: self.identity.instance_id.clone(),
+            role: "coreapp".into(),
+            gateway_status: if connected { "connected" } else { "disconnected" }.into(),
+            version: crate::VERSION.into(),
+            pid: std::process::id(),
+            shards,
+            master_epoch: None,
+            settings_version: self.settings.current().version,
+            uptime_s: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// Runs a coreapp node until it is asked to stop.
+pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
+    log_ignored_official_env();
+    let store = Store::connect(&config.db).await.context("cannot open the database (WA_DB_*)")?;
+    wait_for_schema(&store, "coreapp").await?;
+    let identity = NodeIdentity::new(config.node.node_id.clone(), "coreapp");
+    let listener = tokio::net::TcpListener::bind(config.node.control_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (SHARDGATE_CONTROL_LISTEN)", config.node.control_listen))?;
+    let control_addr = config.node.advertised_control_addr(listener.local_addr()?).map_err(anyhow::Error::msg)?;
+    store
+        .register_node(&NodeRecord {
+            node_id: identity.node_id.clone(),
+            role: "coreapp".into(),
+            instance_id: identity.instance_id.clone(),
+            control_addr: control_addr.clone(),
+            version: crate::VERSION.into(),
+            pid: i64::from(std::process::id()),
+            started_at: 0,
+            last_seen: 0,
+        })
+        .await?;
+    let settings = LiveSettings::start(store.clone()).await?;
+    let cluster = loop {
+        if let Some(info) = store.cluster_info().await? {
+            break info;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut keeper = LeaseKeeper::new(
+        store.clone(),
+        identity.clone(),
+        settings.clone(),
+        config.upstream.clone(),
+        cluster.account,
+        cluster.shards,
+    );
+    let node = Arc::new(CoreappNode {
+        identity: identity.clone(),
+        keeper: keeper.handle.clone(),
+        settings: settings.clone(),
+        started: Instant::now(),
+    });
+    let app = Router::new()
+        .route("/control/status", get(|State(n): State<Arc<CoreappNode>>| async move { Json(n.status()) }))
+        .route(
+            "/control/wake",
+            post(|State(n): State<Arc<CoreappNode>>, Json(wake): Json<Wake>| async move {
+                n.keeper.wake(wake.shard);
+            }),
+        )
+        .with_state(node);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    crate::ready::announce(&serde_json::json!({
+        "role": "coreapp",
+        "node_id": identity.node_id,
+        "control_addr": control_addr,
+        "pid": std::process::id(),
+    }));
+    tracing::info!("coreapp {} is secondary; control on {control_addr}", identity.node_id);
+    let liveness = tokio::spawn(write_liveness(store.clone(), identity.clone(), settings.clone()));
+    tokio::select! {
+        _ = keeper.run() => {}
+        _ = shutdown_signal() => tracing::info!("coreapp stopping: closing sessions and releasing shards"),
+        r = server => {
+            // Without its control API the node would look dead while holding
+            // sessions; close them and exit rather than linger.
+            tracing::error!("control server stopped: {r:?}");
+        }
+    }
+    liveness.abort();
+    keeper.release_all().await;
+    Ok(())
+}
+
+/// DB-based monitoring: a liveness write every `db_update_interval`.
+async fn write_liveness(store: Store, identity: NodeIdentity, settings: LiveSettings) {
+    loop {
+        match store.touch_node(&identity.node_id, &identity.instance_id).await {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                "another process registered as node {}; node ids must be unique",
+                identity.node_id
+            ),
+            Err(e) => tracing::warn!("cannot write liveness: {e}"),
+        }
+        tokio::time::sleep(settings.timing().db_update).await;
+    }
+}
