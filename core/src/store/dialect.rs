@@ -7,8 +7,14 @@
 //! - `{greatest}`: the two-argument maximum function.
 //! - `{insert_ignore}`: an INSERT that skips rows whose key exists.
 //! - `{autoinc}`: an auto-incrementing BIGINT primary key column type.
+//!
+//! Reading differs too: string columns are read with [`RowText::text`], never
+//! `try_get::<String, _>`, because MySQL reports TEXT columns as BLOB.
 
+use super::{StoreError, StoreResult};
 use crate::config::DbEngine;
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
 /// SQL rewriting for one engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +24,10 @@ impl Dialect {
     /// Rewrites tokens and, for PostgreSQL, `?` into `$1, $2, ...`.
     pub fn sql(self, portable: &str) -> String {
         let (now, greatest, insert_ignore, autoinc) = match self.0 {
+            // julianday() is a double; ROUND undoes its binary fraction, which
+            // plain truncation turned into a clock 1 ms behind now and then.
             DbEngine::Sqlite => (
-                "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+                "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)",
                 "MAX",
                 "INSERT OR IGNORE",
                 "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -30,6 +38,9 @@ impl Dialect {
                 "INSERT",
                 "BIGSERIAL PRIMARY KEY",
             ),
+            // Exact only because every session runs with time_zone '+00:00'
+            // (see `Store::connect`): UNIX_TIMESTAMP(NOW()) in a zone with
+            // daylight saving maps the repeated autumn hour to one instant.
             DbEngine::MySql => (
                 "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
                 "GREATEST",
@@ -49,6 +60,29 @@ impl Dialect {
             sql = number_placeholders(&sql);
         }
         sql
+    }
+}
+
+/// Reads string columns the same way on every engine.
+pub(crate) trait RowText {
+    /// The string in column `index`.
+    fn text(&self, index: usize) -> StoreResult<String>;
+}
+
+impl RowText for AnyRow {
+    fn text(&self, index: usize) -> StoreResult<String> {
+        // MySQL sends TEXT (and MEDIUMTEXT, ...) with the BLOB column type, so
+        // sqlx's Any driver hands the value over as bytes and refuses to
+        // decode it as a String; take the bytes as UTF-8 instead.
+        match self.try_get::<String, _>(index) {
+            Ok(text) => Ok(text),
+            Err(sqlx::Error::ColumnDecode { .. }) => {
+                let bytes: Vec<u8> = self.try_get(index)?;
+                String::from_utf8(bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("column {index} is not UTF-8: {e}")))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

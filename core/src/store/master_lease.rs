@@ -2,6 +2,7 @@
 //! judged on the database clock, and every win bumps the epoch that fences
 //! the holder's cluster-management writes.
 
+use super::dialect::RowText;
 use super::{Store, StoreResult};
 use sqlx::Row;
 use std::time::Duration;
@@ -50,9 +51,12 @@ impl Store {
         holder: &str,
         ttl: Duration,
     ) -> StoreResult<Option<MasterAuth>> {
+        // Free from `expires_at` on: the lease is live only while
+        // `expires_at > now` (`is_live`, `MASTER_FENCE`), so `<` here left a
+        // millisecond in which it was neither live nor acquirable.
         let sql = self.sql(
             "UPDATE master_lease SET holder = ?, epoch = epoch + 1, expires_at = {now} + ?, \
-             version = version + 1 WHERE id = 1 AND expires_at < {now}",
+             version = version + 1 WHERE id = 1 AND expires_at <= {now}",
         );
         let won = sqlx::query(&sql)
             .bind(holder)
@@ -65,7 +69,7 @@ impl Store {
             return Ok(None);
         }
         let lease = self.read_master_lease().await?;
-        Ok((lease.holder == holder).then(|| MasterAuth { holder: lease.holder, epoch: lease.epoch }))
+        Ok((lease.holder == holder).then_some(MasterAuth { holder: lease.holder, epoch: lease.epoch }))
     }
 
     /// Extends a held lease; false when it was lost (expired and taken, or never held).
@@ -104,7 +108,7 @@ impl Store {
         let sql = self.sql("SELECT holder, epoch, expires_at, {now} FROM master_lease WHERE id = 1");
         let row = sqlx::query(&sql).fetch_one(self.pool()).await?;
         Ok(MasterLease {
-            holder: row.try_get(0)?,
+            holder: row.text(0)?,
             epoch: row.try_get(1)?,
             expires_at: row.try_get(2)?,
             now: row.try_get(3)?,

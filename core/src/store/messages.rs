@@ -4,6 +4,7 @@
 //! shard's primary coreapp sends pending rows in `seq` order, so messages to
 //! one recipient (always one shard) keep their order across failovers.
 
+use super::dialect::RowText;
 use super::{Store, StoreResult};
 use sqlx::Row;
 
@@ -120,9 +121,9 @@ impl Store {
             .map(|r| {
                 Ok(PendingMessage {
                     seq: r.try_get(0)?,
-                    id: r.try_get(1)?,
-                    recipient: r.try_get(2)?,
-                    body: r.try_get(3)?,
+                    id: r.text(1)?,
+                    recipient: r.text(2)?,
+                    body: r.text(3)?,
                     attempts: r.try_get(4)?,
                 })
             })

@@ -93,6 +93,13 @@ impl Store {
                         conn.execute("PRAGMA synchronous=FULL").await?;
                         conn.execute("PRAGMA busy_timeout=10000").await?;
                     }
+                    if engine == DbEngine::MySql {
+                        // `{now}` is UNIX_TIMESTAMP(NOW(3)), which converts through
+                        // the session time zone: in a zone with daylight saving
+                        // the repeated autumn hour would turn the lease clock back
+                        // an hour. UTC has no such hour.
+                        conn.execute("SET time_zone = '+00:00'").await?;
+                    }
                     Ok(())
                 })
             })

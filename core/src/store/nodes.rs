@@ -2,6 +2,7 @@
 //! that masters share so that the primary knows whether ANY master still
 //! hears a coreapp.
 
+use super::dialect::RowText;
 use super::{Store, StoreResult};
 use sqlx::Row;
 
@@ -101,11 +102,11 @@ impl Store {
             .iter()
             .map(|r| {
                 Ok(NodeRecord {
-                    node_id: r.try_get(0)?,
-                    role: r.try_get(1)?,
-                    instance_id: r.try_get(2)?,
-                    control_addr: r.try_get(3)?,
-                    version: r.try_get(4)?,
+                    node_id: r.text(0)?,
+                    role: r.text(1)?,
+                    instance_id: r.text(2)?,
+                    control_addr: r.text(3)?,
+                    version: r.text(4)?,
                     pid: r.try_get(5)?,
                     started_at: r.try_get(6)?,
                     last_seen: r.try_get(7)?,
@@ -161,9 +162,9 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(HeartbeatObservation {
-                    master_id: r.try_get(0)?,
-                    node_id: r.try_get(1)?,
-                    instance_id: r.try_get(2)?,
+                    master_id: r.text(0)?,
+                    node_id: r.text(1)?,
+                    instance_id: r.text(2)?,
                     last_ok_at: r.try_get(3)?,
                     rtt_us: r.try_get(4)?,
                 })

@@ -1,6 +1,7 @@
 //! The application settings: one JSON document with a version that every
 //! node polls, so a change reaches the whole cluster within one poll.
 
+use super::dialect::RowText;
 use super::{Store, StoreResult};
 use sqlx::Row;
 
@@ -10,7 +11,7 @@ impl Store {
         let row = sqlx::query("SELECT version, doc FROM settings WHERE id = 1")
             .fetch_optional(self.pool())
             .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+        row.map(|r| Ok((r.try_get(0)?, r.text(1)?))).transpose()
     }
 
     /// The stored settings version, 0 before the first write; cheap to poll.

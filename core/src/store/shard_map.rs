@@ -4,6 +4,7 @@
 //! lease itself, and may not claim before `not_before` on the database clock,
 //! the moment by which any earlier holder's upstream session is surely closed.
 
+use super::dialect::RowText;
 use super::master_lease::{MasterAuth, MASTER_FENCE};
 use super::{Store, StoreResult};
 use sqlx::Row;
@@ -68,7 +69,7 @@ impl Store {
         row.map(|r| {
             Ok(ClusterInfo {
                 shards: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(1),
-                account: r.try_get(1)?,
+                account: r.text(1)?,
             })
         })
         .transpose()
@@ -111,8 +112,8 @@ impl Store {
             .map(|r| {
                 Ok(ShardRow {
                     shard: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(u32::MAX),
-                    owner: r.try_get(1)?,
-                    owner_instance: r.try_get(2)?,
+                    owner: r.text(1)?,
+                    owner_instance: r.text(2)?,
                     epoch: r.try_get(3)?,
                     lease_expires_at: r.try_get(4)?,
                     not_before: r.try_get(5)?,

@@ -1,6 +1,7 @@
 //! API users and their bearer tokens. Only hashes are stored: the password
 //! hash comes from the gateway, tokens are stored as their SHA-256.
 
+use super::dialect::RowText;
 use super::{Store, StoreResult};
 use sqlx::Row;
 
@@ -24,9 +25,9 @@ impl Store {
         let row = sqlx::query(&sql).bind(username).fetch_optional(self.pool()).await?;
         row.map(|r| {
             Ok(UserRecord {
-                username: r.try_get(0)?,
-                password_hash: r.try_get(1)?,
-                role: r.try_get(2)?,
+                username: r.text(0)?,
+                password_hash: r.text(1)?,
+                role: r.text(2)?,
                 must_change: r.try_get::<i64, _>(3)? != 0,
             })
         })
@@ -76,9 +77,9 @@ impl Store {
         let row = sqlx::query(&sql).bind(token_hash).fetch_optional(self.pool()).await?;
         row.map(|r| {
             Ok(UserRecord {
-                username: r.try_get(0)?,
-                password_hash: r.try_get(1)?,
-                role: r.try_get(2)?,
+                username: r.text(0)?,
+                password_hash: r.text(1)?,
+                role: r.text(2)?,
                 must_change: r.try_get::<i64, _>(3)? != 0,
             })
         })

@@ -1,0 +1,1287 @@
+//! The store test suite: every property of [`Store`] proven on all three
+//! backends, SQLite, PostgreSQL and MariaDB, through the same public API.
+//!
+//! Each property is one `case_*` function; [`store_cases!`] turns it into
+//! `sqlite_*`, `postgres_*` and `mariadb_*` tests. Every test creates its own
+//! database (`sgt_<8 hex>_shardgate`, or a SQLite file in a fresh temp dir)
+//! and a guard drops it at the end, also when the case panics: the servers
+//! are shared with other CI jobs, so the suite touches no database it did not
+//! create.
+//!
+//! The servers are expected at 127.0.0.1:5432 (PostgreSQL, user `postgres`,
+//! trust auth) and 127.0.0.1:3306 (MariaDB, `root`, empty password). When one
+//! is unreachable its tests fail naming it, unless
+//! `SHARDGATE_SKIP_SERVER_DBS=1` is set.
+
+use futures::FutureExt;
+use shardgate_core::config::{DbConfig, DbEngine};
+use shardgate_core::store::master_lease::MasterAuth;
+use shardgate_core::store::messages::{InboundMessage, MessageStatus, NewMessage};
+use shardgate_core::store::nodes::NodeRecord;
+use shardgate_core::store::schema;
+use shardgate_core::store::shard_map::ClusterInfo;
+use shardgate_core::store::users::UserRecord;
+use shardgate_core::store::{Store, StoreError};
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A lease long enough never to expire during a case.
+const LONG: Duration = Duration::from_secs(30);
+/// A lease short enough to wait out.
+const TINY: Duration = Duration::from_millis(150);
+/// How long a case may wait for a lease to expire before it fails.
+const EXPIRY_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one case may run before it fails instead of hanging the suite.
+const CASE_DEADLINE: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------
+// Per-test databases
+// ---------------------------------------------------------------------------
+
+/// A database created for one test and dropped when this guard is dropped.
+struct TestDb {
+    /// `None` only while the guard is being dropped.
+    store: Option<Store>,
+    config: DbConfig,
+}
+
+impl TestDb {
+    /// Creates a fresh database on `engine`; `None` when the server tests are skipped.
+    async fn create(engine: DbEngine) -> Option<TestDb> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let name_prefix = format!("sgt_{}_", &id[..8]);
+        let config = DbConfig {
+            engine,
+            hostname: "127.0.0.1".into(),
+            port: None,
+            username: None,
+            password: None,
+            data_dir: std::env::temp_dir().join(format!("shardgate-store-suite-{id}")),
+            name_prefix,
+            idle_timeout_ms: 60_000,
+        };
+        if engine != DbEngine::Sqlite && !server_reachable(&config).await {
+            return None;
+        }
+        // From here on the guard owns whatever Store::connect creates, so a
+        // failed connect still drops the database.
+        let mut db = TestDb {
+            store: None,
+            config,
+        };
+        match Store::connect(&db.config).await {
+            Ok(store) => db.store = Some(store),
+            Err(e) => panic!("{}: Store::connect failed: {e}", server_name(&db.config)),
+        }
+        Some(db)
+    }
+
+    fn store(&self) -> &Store {
+        self.store
+            .as_ref()
+            .expect("store is open until the guard drops")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Close our pool first so that nothing of ours holds the database.
+        drop(self.store.take());
+        let config = self.config.clone();
+        // The test's runtime may be unwinding or shutting down: run the drop on
+        // a fresh runtime in its own thread.
+        let outcome = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?
+                .block_on(drop_database(&config))
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the drop thread panicked".into()));
+        if let Err(e) = outcome {
+            let message = format!(
+                "could not drop test database {} on {}: {e}",
+                self.config.database_name(),
+                server_name(&self.config)
+            );
+            if std::thread::panicking() {
+                eprintln!("{message}");
+            } else {
+                panic!("{message}");
+            }
+        }
+    }
+}
+
+/// Drops exactly the database of `config`, which this suite created.
+async fn drop_database(config: &DbConfig) -> Result<(), String> {
+    let name = config.database_name();
+    assert!(
+        name.starts_with("sgt_"),
+        "refusing to drop {name:?}: not a store-suite database"
+    );
+    match config.engine {
+        DbEngine::Sqlite => match std::fs::remove_dir_all(&config.data_dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("remove {}: {e}", config.data_dir.display())),
+        },
+        DbEngine::Postgres | DbEngine::MySql => {
+            sqlx::any::install_default_drivers();
+            let maintenance = if config.engine == DbEngine::Postgres {
+                "postgres"
+            } else {
+                ""
+            };
+            let url = config.server_url(maintenance);
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+                .await
+                .map_err(|e| format!("connect {url}: {e}"))?;
+            // FORCE ends sessions still attached (PostgreSQL 13+); MariaDB
+            // needs no such thing for idle sessions.
+            let sql = match config.engine {
+                DbEngine::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                _ => format!("DROP DATABASE IF EXISTS {name}"),
+            };
+            sqlx::Executor::execute(&mut conn, sql.as_str())
+                .await
+                .map_err(|e| format!("{sql}: {e}"))?;
+            let _ = sqlx::Connection::close(conn).await;
+            Ok(())
+        }
+    }
+}
+
+/// The server of `config` as an operator would name it in a bug report.
+fn server_name(config: &DbConfig) -> String {
+    let (name, port, user) = match config.engine {
+        DbEngine::Sqlite => return format!("SQLite in {}", config.data_dir.display()),
+        DbEngine::Postgres => ("PostgreSQL", 5432, "postgres"),
+        DbEngine::MySql => ("MariaDB", 3306, "root"),
+    };
+    let port = config.port.unwrap_or(port);
+    let user = config.username.as_deref().unwrap_or(user);
+    format!("{name} at {}:{port} (user {user})", config.hostname)
+}
+
+/// Whether the server answers; panics naming it unless the skip variable is set.
+async fn server_reachable(config: &DbConfig) -> bool {
+    sqlx::any::install_default_drivers();
+    let maintenance = if config.engine == DbEngine::Postgres {
+        "postgres"
+    } else {
+        ""
+    };
+    let url = config.server_url(maintenance);
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(10),
+        <sqlx::AnyConnection as sqlx::Connection>::connect(&url),
+    )
+    .await;
+    let error = match attempt {
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+            return true;
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer within 10 s".to_string(),
+    };
+    let server = server_name(config);
+    if std::env::var("SHARDGATE_SKIP_SERVER_DBS").as_deref() == Ok("1") {
+        eprintln!("skipped: {server} is unreachable ({error}) and SHARDGATE_SKIP_SERVER_DBS=1");
+        return false;
+    }
+    panic!(
+        "{server} is unreachable: {error}. The store suite needs it; start it, or set \
+         SHARDGATE_SKIP_SERVER_DBS=1 to skip the PostgreSQL and MariaDB runs."
+    );
+}
+
+/// Runs one case against a fresh database of `engine`; the guard drops it.
+async fn run_case<F>(engine: DbEngine, case: F)
+where
+    F: AsyncFnOnce(&Store, &DbConfig),
+{
+    let Some(db) = TestDb::create(engine).await else {
+        return;
+    };
+    let outcome = tokio::time::timeout(
+        CASE_DEADLINE,
+        AssertUnwindSafe(case(db.store(), &db.config)).catch_unwind(),
+    )
+    .await;
+    // Drop the database before reporting, so that a failure leaves nothing behind.
+    drop(db);
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("case did not finish within {CASE_DEADLINE:?}"),
+    }
+}
+
+/// `case => sqlite_test, postgres_test, mariadb_test;` makes the three tests.
+macro_rules! store_cases {
+    ($($case:ident => $sqlite:ident, $postgres:ident, $mariadb:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            run_case(DbEngine::Sqlite, $case).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            run_case(DbEngine::Postgres, $case).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $mariadb() {
+            run_case(DbEngine::MySql, $case).await;
+        }
+    )*};
+}
+
+store_cases! {
+    case_schema_migrates_once_and_refuses_newer =>
+        sqlite_schema_migrates_once_and_refuses_a_newer_database,
+        postgres_schema_migrates_once_and_refuses_a_newer_database,
+        mariadb_schema_migrates_once_and_refuses_a_newer_database;
+    case_database_clock =>
+        sqlite_database_clock_is_near_wall_clock_and_monotonic,
+        postgres_database_clock_is_near_wall_clock_and_monotonic,
+        mariadb_database_clock_is_near_wall_clock_and_monotonic;
+    case_master_lease =>
+        sqlite_master_lease_has_one_holder_and_expired_holder_is_fenced,
+        postgres_master_lease_has_one_holder_and_expired_holder_is_fenced,
+        mariadb_master_lease_has_one_holder_and_expired_holder_is_fenced;
+    case_master_lease_race =>
+        sqlite_concurrent_master_candidates_elect_exactly_one,
+        postgres_concurrent_master_candidates_elect_exactly_one,
+        mariadb_concurrent_master_candidates_elect_exactly_one;
+    case_reassignment_fenced_by_master =>
+        sqlite_deposed_master_cannot_reassign_shards,
+        postgres_deposed_master_cannot_reassign_shards,
+        mariadb_deposed_master_cannot_reassign_shards;
+    case_shard_lease =>
+        sqlite_shard_lease_only_for_current_owner_and_epoch,
+        postgres_shard_lease_only_for_current_owner_and_epoch,
+        mariadb_shard_lease_only_for_current_owner_and_epoch;
+    case_nodes_and_heartbeats =>
+        sqlite_nodes_reregister_and_heartbeats_upsert,
+        postgres_nodes_reregister_and_heartbeats_upsert,
+        mariadb_nodes_reregister_and_heartbeats_upsert;
+    case_settings =>
+        sqlite_settings_writes_are_compare_and_set,
+        postgres_settings_writes_are_compare_and_set,
+        mariadb_settings_writes_are_compare_and_set;
+    case_messages =>
+        sqlite_outbox_keeps_order_and_status_never_regresses,
+        postgres_outbox_keeps_order_and_status_never_regresses,
+        mariadb_outbox_keeps_order_and_status_never_regresses;
+    case_users_and_tokens =>
+        sqlite_users_insert_once_and_expired_tokens_are_refused,
+        postgres_users_insert_once_and_expired_tokens_are_refused,
+        mariadb_users_insert_once_and_expired_tokens_are_refused;
+}
+
+// ---------------------------------------------------------------------------
+// Helpers shared by the cases
+// ---------------------------------------------------------------------------
+
+/// A raw connection to a test database, for what the store API must not
+/// offer (forging a newer schema version).
+async fn raw_connection(config: &DbConfig) -> sqlx::AnyConnection {
+    let url = config.server_url(&config.database_name());
+    <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("raw connection to {url}: {e}"))
+}
+
+/// Bootstrap and migrate: the state every non-schema case starts from.
+async fn migrated(store: &Store) {
+    store.bootstrap().await.expect("bootstrap");
+    store.migrate().await.expect("migrate");
+}
+
+fn wall_clock_ms() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// Waits until the master lease has expired on the database clock. Polls
+/// without pausing, so that callers act in the very millisecond of expiry,
+/// where `is_live` and `try_acquire_master_lease` must already agree.
+async fn wait_master_lease_expired(store: &Store) {
+    let deadline = tokio::time::Instant::now() + EXPIRY_DEADLINE;
+    loop {
+        let lease = store.read_master_lease().await.expect("read master lease");
+        if !lease.is_live() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "master lease still live after {EXPIRY_DEADLINE:?}: {lease:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Waits until the database clock has passed `at` (unix ms).
+async fn wait_database_clock_past(store: &Store, at: i64) {
+    let deadline = tokio::time::Instant::now() + EXPIRY_DEADLINE;
+    loop {
+        let now = store.now_ms().await.expect("now_ms");
+        if now > at {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "database clock {now} never passed {at}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Acquires the master lease for `holder`, which must succeed.
+async fn become_master(store: &Store, holder: &str, ttl: Duration) -> MasterAuth {
+    store
+        .try_acquire_master_lease(holder, ttl)
+        .await
+        .expect("try_acquire_master_lease")
+        .unwrap_or_else(|| panic!("{holder} could not acquire a free master lease"))
+}
+
+/// Deposes `old`: its lease runs out and `new_holder` takes the next epoch.
+async fn depose(store: &Store, old: &MasterAuth, new_holder: &str) -> MasterAuth {
+    assert!(
+        store.renew_master_lease(old, TINY).await.unwrap(),
+        "shorten {old:?}"
+    );
+    wait_master_lease_expired(store).await;
+    let new = become_master(store, new_holder, LONG).await;
+    assert_eq!(
+        new.epoch,
+        old.epoch + 1,
+        "a new master takes the next epoch"
+    );
+    new
+}
+
+async fn shard_row(store: &Store, shard: u32) -> shardgate_core::store::shard_map::ShardRow {
+    let map = store.shard_map().await.expect("shard_map");
+    map.rows
+        .into_iter()
+        .find(|r| r.shard == shard)
+        .unwrap_or_else(|| panic!("no row for shard {shard}"))
+}
+
+// ---------------------------------------------------------------------------
+// Cases
+// ---------------------------------------------------------------------------
+
+async fn case_schema_migrates_once_and_refuses_newer(store: &Store, config: &DbConfig) {
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        0,
+        "a fresh database is at version 0"
+    );
+    store.bootstrap().await.expect("bootstrap");
+    store.bootstrap().await.expect("bootstrap is idempotent");
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        0,
+        "bootstrap applies no migration"
+    );
+
+    let all: Vec<i64> = schema::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(store.migrate().await.expect("first migrate"), all);
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        schema::latest_version()
+    );
+    assert_eq!(
+        store.migrate().await.expect("second migrate"),
+        Vec::<i64>::new(),
+        "migrate is idempotent"
+    );
+    store.bootstrap().await.expect("bootstrap after migrate");
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        schema::latest_version(),
+        "bootstrap keeps the version"
+    );
+    assert_eq!(
+        store.check_not_newer().await.unwrap(),
+        schema::latest_version()
+    );
+
+    // A newer Shardgate upgraded the database: this build must stop.
+    let newer = schema::latest_version() + 1;
+    let mut conn = raw_connection(config).await;
+    let sql = format!("UPDATE schema_version SET version = {newer} WHERE id = 1");
+    let done = sqlx::Executor::execute(&mut conn, sql.as_str())
+        .await
+        .expect(&sql);
+    assert_eq!(done.rows_affected(), 1, "{sql}");
+    let _ = sqlx::Connection::close(conn).await;
+    match store.check_not_newer().await {
+        Err(StoreError::SchemaTooNew { found, known, .. }) => {
+            assert_eq!((found, known), (newer, schema::latest_version()));
+        }
+        other => panic!("check_not_newer on a newer schema: expected SchemaTooNew, got {other:?}"),
+    }
+    match store.migrate().await {
+        Err(StoreError::SchemaTooNew { found, .. }) => assert_eq!(found, newer),
+        other => panic!("migrate on a newer schema: expected SchemaTooNew, got {other:?}"),
+    }
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        newer,
+        "a refused migrate changes nothing"
+    );
+}
+
+async fn case_database_clock(store: &Store, _: &DbConfig) {
+    let before = wall_clock_ms();
+    let db_now = store.now_ms().await.expect("now_ms");
+    let after = wall_clock_ms();
+    assert!(
+        db_now > before - 5_000 && db_now < after + 5_000,
+        "database clock {db_now} is not within 5 s of the wall clock [{before}, {after}]"
+    );
+    let mut last = db_now;
+    for _ in 0..50 {
+        let now = store.now_ms().await.expect("now_ms");
+        assert!(
+            now >= last,
+            "database clock went backwards: {last} then {now}"
+        );
+        last = now;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let later = store.now_ms().await.unwrap();
+    assert!(
+        later >= last + 40,
+        "50 ms of sleep moved the database clock only {} ms",
+        later - last
+    );
+}
+
+async fn case_master_lease(store: &Store, _: &DbConfig) {
+    store.bootstrap().await.expect("bootstrap");
+    let fresh = store.read_master_lease().await.unwrap();
+    assert!(!fresh.is_live(), "a fresh lease is free: {fresh:?}");
+    assert_eq!(fresh.epoch, 0);
+
+    let m1 = become_master(store, "m1", LONG).await;
+    assert_eq!(
+        m1,
+        MasterAuth {
+            holder: "m1".into(),
+            epoch: 1
+        },
+        "the first winner gets epoch 1"
+    );
+    let lease = store.read_master_lease().await.unwrap();
+    assert!(lease.is_live() && lease.holder == "m1", "{lease:?}");
+    assert!(
+        lease.expires_at >= lease.now + LONG.as_millis() as i64 - 2_000,
+        "ttl applied: {lease:?}"
+    );
+
+    assert_eq!(
+        store.try_acquire_master_lease("m2", LONG).await.unwrap(),
+        None,
+        "a live lease is not taken"
+    );
+    assert_eq!(
+        store.try_acquire_master_lease("m1", LONG).await.unwrap(),
+        None,
+        "nor re-won by its holder"
+    );
+
+    assert!(
+        store.renew_master_lease(&m1, LONG).await.unwrap(),
+        "the holder renews"
+    );
+    let wrong_epoch = MasterAuth {
+        holder: "m1".into(),
+        epoch: 7,
+    };
+    assert!(
+        !store.renew_master_lease(&wrong_epoch, LONG).await.unwrap(),
+        "a wrong epoch does not renew"
+    );
+    let wrong_holder = MasterAuth {
+        holder: "m2".into(),
+        epoch: 1,
+    };
+    assert!(
+        !store.renew_master_lease(&wrong_holder, LONG).await.unwrap(),
+        "a non-holder does not renew"
+    );
+
+    // Expiry: after it, another master wins the next epoch and m1 is fenced.
+    let m2 = depose(store, &m1, "m2").await;
+    assert_eq!(
+        m2,
+        MasterAuth {
+            holder: "m2".into(),
+            epoch: 2
+        }
+    );
+    assert!(
+        !store.renew_master_lease(&m1, LONG).await.unwrap(),
+        "the deposed holder cannot renew"
+    );
+    assert!(
+        !store.release_master_lease(&m1).await.unwrap(),
+        "nor release the new holder's lease"
+    );
+    let lease = store.read_master_lease().await.unwrap();
+    assert!(
+        lease.is_live() && lease.holder == "m2" && lease.epoch == 2,
+        "{lease:?}"
+    );
+
+    // Release: free at once, no waiting for expiry.
+    assert!(
+        store.release_master_lease(&m2).await.unwrap(),
+        "the holder releases"
+    );
+    assert!(
+        !store.read_master_lease().await.unwrap().is_live(),
+        "a released lease is free"
+    );
+    let m3 = become_master(store, "m3", LONG).await;
+    assert_eq!(m3.epoch, 3, "every win bumps the epoch");
+}
+
+async fn case_master_lease_race(store: &Store, _: &DbConfig) {
+    store.bootstrap().await.expect("bootstrap");
+    for round in 1..=3_i64 {
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+        let candidates: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                let start = start.clone();
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store
+                        .try_acquire_master_lease(&format!("m{round}-{i}"), LONG)
+                        .await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for candidate in candidates {
+            if let Some(auth) = candidate
+                .await
+                .expect("candidate task")
+                .expect("try_acquire_master_lease")
+            {
+                winners.push(auth);
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one of 8 candidates wins: {winners:?}"
+        );
+        let winner = winners.pop().unwrap();
+        assert_eq!(
+            winner.epoch, round,
+            "round {round}: one win, one epoch bump"
+        );
+        let lease = store.read_master_lease().await.unwrap();
+        assert_eq!(
+            (lease.holder.as_str(), lease.epoch),
+            (winner.holder.as_str(), round)
+        );
+        assert!(store.release_master_lease(&winner).await.unwrap());
+    }
+}
+
+async fn case_reassignment_fenced_by_master(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    assert_eq!(
+        store.cluster_info().await.unwrap(),
+        None,
+        "no cluster before init"
+    );
+    let wanted = ClusterInfo {
+        shards: 4,
+        account: "15550001111".into(),
+    };
+    assert_eq!(
+        store.init_cluster(&wanted).await.expect("init_cluster"),
+        wanted
+    );
+    // A later init (say, by a deposed master) keeps what is stored.
+    let other = ClusterInfo {
+        shards: 8,
+        account: "19990000000".into(),
+    };
+    assert_eq!(
+        store
+            .init_cluster(&other)
+            .await
+            .expect("second init_cluster"),
+        wanted
+    );
+    assert_eq!(store.cluster_info().await.unwrap(), Some(wanted));
+    let map = store.shard_map().await.unwrap();
+    assert_eq!(
+        map.rows.iter().map(|r| r.shard).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    assert!(
+        map.rows
+            .iter()
+            .all(|r| r.owner.is_empty() && r.epoch == 0 && r.version == 0),
+        "{map:?}"
+    );
+
+    let m1 = become_master(store, "m1", LONG).await;
+    assert!(
+        store.reassign_shard(0, 0, "core-a", 0, &m1).await.unwrap(),
+        "the master reassigns"
+    );
+    let row = shard_row(store, 0).await;
+    assert_eq!(
+        (row.owner.as_str(), row.epoch, row.master_epoch, row.version),
+        ("core-a", 1, 1, 1)
+    );
+    assert!(
+        row.owner_instance.is_empty() && row.lease_expires_at == 0,
+        "{row:?}"
+    );
+
+    assert!(
+        !store.reassign_shard(0, 0, "core-b", 0, &m1).await.unwrap(),
+        "a stale row version does not reassign"
+    );
+    assert_eq!(
+        shard_row(store, 0).await,
+        row,
+        "a refused reassignment changes nothing"
+    );
+
+    // An expired master may not act, even before anyone else took over.
+    assert!(store.renew_master_lease(&m1, TINY).await.unwrap());
+    wait_master_lease_expired(store).await;
+    assert!(
+        !store.reassign_shard(0, 1, "core-b", 0, &m1).await.unwrap(),
+        "an expired master is fenced"
+    );
+
+    let m2 = become_master(store, "m2", LONG).await;
+    assert_eq!(m2.epoch, 2);
+    assert!(
+        !store.reassign_shard(0, 1, "core-b", 0, &m1).await.unwrap(),
+        "a deposed master's late write fails"
+    );
+    assert!(
+        !store.reassign_shard(1, 0, "core-b", 0, &m1).await.unwrap(),
+        "on every shard"
+    );
+    let forged = MasterAuth {
+        holder: "m1".into(),
+        epoch: 2,
+    };
+    assert!(
+        !store
+            .reassign_shard(0, 1, "core-b", 0, &forged)
+            .await
+            .unwrap(),
+        "holder and epoch must match"
+    );
+    assert_eq!(
+        shard_row(store, 0).await,
+        row,
+        "the deposed master changed nothing"
+    );
+    assert_eq!(shard_row(store, 1).await.version, 0);
+
+    assert!(
+        store.reassign_shard(0, 1, "core-b", 0, &m2).await.unwrap(),
+        "the new master reassigns"
+    );
+    let row = shard_row(store, 0).await;
+    assert_eq!(
+        (row.owner.as_str(), row.epoch, row.master_epoch, row.version),
+        ("core-b", 2, 2, 2)
+    );
+}
+
+async fn case_shard_lease(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    store
+        .init_cluster(&ClusterInfo {
+            shards: 2,
+            account: "15550002222".into(),
+        })
+        .await
+        .unwrap();
+    let master = become_master(store, "m1", LONG).await;
+
+    let not_before = store.now_ms().await.unwrap() + 500;
+    assert!(store
+        .reassign_shard(0, 0, "core-a", not_before, &master)
+        .await
+        .unwrap());
+    let epoch = shard_row(store, 0).await.epoch;
+    assert_eq!(epoch, 1);
+    assert!(
+        !store
+            .claim_shard(0, epoch, "core-a", "a-1", LONG)
+            .await
+            .unwrap(),
+        "no claim before not_before"
+    );
+    wait_database_clock_past(store, not_before).await;
+    assert!(
+        !store
+            .claim_shard(0, epoch, "core-b", "b-1", LONG)
+            .await
+            .unwrap(),
+        "a non-owner cannot claim"
+    );
+    assert!(
+        !store
+            .claim_shard(0, epoch + 1, "core-a", "a-1", LONG)
+            .await
+            .unwrap(),
+        "nor a wrong epoch"
+    );
+    assert!(
+        store
+            .claim_shard(0, epoch, "core-a", "a-1", LONG)
+            .await
+            .unwrap(),
+        "the owner claims"
+    );
+    assert!(
+        !store
+            .claim_shard(0, epoch, "core-a", "a-2", LONG)
+            .await
+            .unwrap(),
+        "a claimed lease cannot be claimed again, even by a restarted owner"
+    );
+    let map = store.shard_map().await.unwrap();
+    let row = &map.rows[0];
+    assert_eq!(row.owner_instance, "a-1");
+    assert!(
+        row.lease_live(map.now),
+        "claimed lease is live: {row:?} at {}",
+        map.now
+    );
+
+    assert!(
+        store.renew_shard(0, epoch, "a-1", LONG).await.unwrap(),
+        "the claiming instance renews"
+    );
+    assert!(
+        !store.renew_shard(0, epoch, "a-2", LONG).await.unwrap(),
+        "another instance cannot renew"
+    );
+    assert!(
+        !store.renew_shard(0, epoch - 1, "a-1", LONG).await.unwrap(),
+        "a stale epoch cannot renew"
+    );
+    assert!(
+        !store.renew_shard(1, epoch, "a-1", LONG).await.unwrap(),
+        "nor renew another shard"
+    );
+
+    // lease_live follows the database clock.
+    assert!(store.renew_shard(0, epoch, "a-1", TINY).await.unwrap());
+    let expires_at = shard_row(store, 0).await.lease_expires_at;
+    wait_database_clock_past(store, expires_at).await;
+    let map = store.shard_map().await.unwrap();
+    assert!(
+        !map.rows[0].lease_live(map.now),
+        "expired lease is not live: {:?} at {}",
+        map.rows[0],
+        map.now
+    );
+
+    // The master moves the shard: the old holder's lease is fenced.
+    let version = shard_row(store, 0).await.version;
+    assert!(store
+        .reassign_shard(0, version, "core-b", 0, &master)
+        .await
+        .unwrap());
+    let row = shard_row(store, 0).await;
+    assert_eq!(
+        (row.owner.as_str(), row.owner_instance.as_str(), row.epoch),
+        ("core-b", "", 2)
+    );
+    assert!(
+        !store.renew_shard(0, epoch, "a-1", LONG).await.unwrap(),
+        "the old holder's renew fails"
+    );
+    assert!(
+        !store.release_shard(0, epoch, "a-1").await.unwrap(),
+        "and so does its release"
+    );
+    assert!(
+        !store
+            .claim_shard(0, epoch, "core-a", "a-1", LONG)
+            .await
+            .unwrap(),
+        "and its reclaim"
+    );
+
+    assert!(
+        store
+            .claim_shard(0, 2, "core-b", "b-1", LONG)
+            .await
+            .unwrap(),
+        "the new owner claims"
+    );
+    assert!(
+        store.release_shard(0, 2, "b-1").await.unwrap(),
+        "the owner releases"
+    );
+    let map = store.shard_map().await.unwrap();
+    let row = &map.rows[0];
+    assert!(
+        row.owner.is_empty() && row.owner_instance.is_empty(),
+        "a released shard is free: {row:?}"
+    );
+    assert!(!row.lease_live(map.now));
+    assert!(
+        !store.renew_shard(0, 2, "b-1", LONG).await.unwrap(),
+        "a released lease is not renewed"
+    );
+    let untouched = &map.rows[1];
+    assert!(
+        untouched.owner.is_empty() && untouched.version == 0,
+        "shard 1 untouched: {untouched:?}"
+    );
+}
+
+async fn case_nodes_and_heartbeats(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    let first = NodeRecord {
+        node_id: "core-a".into(),
+        role: "coreapp".into(),
+        instance_id: "inst-1".into(),
+        control_addr: "10.0.0.5:6252".into(),
+        version: "0.1.0".into(),
+        pid: 4242,
+        started_at: 0,
+        last_seen: 0,
+    };
+    let t0 = store.now_ms().await.unwrap();
+    store.register_node(&first).await.expect("register");
+    let (now, nodes) = store.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    let stored = &nodes[0];
+    assert_eq!(
+        (
+            &stored.node_id,
+            &stored.role,
+            &stored.instance_id,
+            &stored.control_addr,
+            &stored.version,
+            stored.pid
+        ),
+        (
+            &first.node_id,
+            &first.role,
+            &first.instance_id,
+            &first.control_addr,
+            &first.version,
+            first.pid
+        )
+    );
+    assert!(
+        stored.started_at >= t0 && stored.started_at <= now,
+        "started_at on the database clock"
+    );
+    assert!(stored.last_seen >= t0 && stored.last_seen <= now);
+
+    // The same node restarted: the new process takes the id over.
+    let restarted = NodeRecord {
+        instance_id: "inst-2".into(),
+        pid: 5151,
+        ..first.clone()
+    };
+    store.register_node(&restarted).await.expect("re-register");
+    store
+        .register_node(&restarted)
+        .await
+        .expect("re-register again at once");
+    let (_, nodes) = store.nodes().await.unwrap();
+    assert_eq!(
+        nodes.len(),
+        1,
+        "re-registering updates, never duplicates: {nodes:?}"
+    );
+    assert_eq!(
+        (nodes[0].instance_id.as_str(), nodes[0].pid),
+        ("inst-2", 5151)
+    );
+
+    assert!(
+        !store.touch_node("core-a", "inst-1").await.unwrap(),
+        "the old process is told it lost its id"
+    );
+    assert!(
+        !store.touch_node("core-z", "inst-2").await.unwrap(),
+        "an unknown node is not touched"
+    );
+    // Twice within the same millisecond still counts as touched.
+    assert!(
+        store.touch_node("core-a", "inst-2").await.unwrap(),
+        "the live process touches"
+    );
+    assert!(
+        store.touch_node("core-a", "inst-2").await.unwrap(),
+        "and touches again at once"
+    );
+    let seen = store.nodes().await.unwrap().1[0].last_seen;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(store.touch_node("core-a", "inst-2").await.unwrap());
+    assert!(
+        store.nodes().await.unwrap().1[0].last_seen > seen,
+        "touch moves last_seen forward"
+    );
+
+    let master = NodeRecord {
+        node_id: "master-1".into(),
+        role: "master".into(),
+        ..first.clone()
+    };
+    store.register_node(&master).await.unwrap();
+    let (_, nodes) = store.nodes().await.unwrap();
+    assert_eq!(
+        nodes.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>(),
+        vec!["core-a", "master-1"]
+    );
+
+    assert!(store.heartbeat_observations().await.unwrap().is_empty());
+    store
+        .record_heartbeat("master-1", "core-a", "inst-2", 1500)
+        .await
+        .expect("first heartbeat");
+    let first_ok = store.heartbeat_observations().await.unwrap();
+    assert_eq!(first_ok.len(), 1);
+    assert_eq!(
+        (
+            first_ok[0].master_id.as_str(),
+            first_ok[0].node_id.as_str(),
+            first_ok[0].instance_id.as_str()
+        ),
+        ("master-1", "core-a", "inst-2")
+    );
+    assert_eq!(first_ok[0].rtt_us, 1500);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store
+        .record_heartbeat("master-1", "core-a", "inst-3", 900)
+        .await
+        .expect("second heartbeat");
+    store
+        .record_heartbeat("master-1", "core-a", "inst-3", 900)
+        .await
+        .expect("identical heartbeat");
+    let observations = store.heartbeat_observations().await.unwrap();
+    assert_eq!(
+        observations.len(),
+        1,
+        "a second heartbeat updates the row: {observations:?}"
+    );
+    let latest = &observations[0];
+    assert_eq!(
+        (latest.instance_id.as_str(), latest.rtt_us),
+        ("inst-3", 900)
+    );
+    assert!(
+        latest.last_ok_at > first_ok[0].last_ok_at,
+        "last_ok_at moves forward"
+    );
+
+    store
+        .record_heartbeat("master-2", "core-a", "inst-3", 700)
+        .await
+        .unwrap();
+    let mut by_master: Vec<_> = store
+        .heartbeat_observations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.master_id, o.rtt_us))
+        .collect();
+    by_master.sort();
+    assert_eq!(
+        by_master,
+        vec![("master-1".into(), 900), ("master-2".into(), 700)]
+    );
+}
+
+async fn case_settings(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    assert_eq!(store.settings_version().await.unwrap(), 0);
+    assert_eq!(store.settings_doc().await.unwrap(), None);
+
+    let first = r#"{"webhooks":{"url":"https://hooks.example/ü"},"heartbeat_interval":5}"#;
+    assert_eq!(
+        store.write_settings(0, first).await.unwrap(),
+        Some(1),
+        "the first write is version 1"
+    );
+    assert_eq!(
+        store.write_settings(0, "{}").await.unwrap(),
+        None,
+        "a second first-write loses"
+    );
+    assert_eq!(
+        store.settings_doc().await.unwrap(),
+        Some((1, first.to_string()))
+    );
+
+    // A large document with every kind of character round-trips.
+    let second = format!(
+        r#"{{"note":"{}","quote":"it's \"x\"","emoji":"📨"}}"#,
+        "é".repeat(20_000)
+    );
+    assert_eq!(store.write_settings(1, &second).await.unwrap(), Some(2));
+    assert_eq!(
+        store.write_settings(1, "{}").await.unwrap(),
+        None,
+        "a stale version loses"
+    );
+    assert_eq!(
+        store.write_settings(5, "{}").await.unwrap(),
+        None,
+        "a future version loses"
+    );
+    assert_eq!(
+        store.settings_doc().await.unwrap(),
+        Some((2, second.clone()))
+    );
+    // Writing the same bytes again is still a new version.
+    assert_eq!(store.write_settings(2, &second).await.unwrap(), Some(3));
+    assert_eq!(store.settings_version().await.unwrap(), 3);
+}
+
+fn message(id: &str, shard: u32, body: &str) -> NewMessage {
+    NewMessage {
+        id: id.into(),
+        shard,
+        recipient: format!("1555000{shard}"),
+        kind: "text".into(),
+        body: body.into(),
+    }
+}
+
+async fn case_messages(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    let long_body = format!("{{\"text\":{{\"body\":\"{}\"}}}}", "ñ".repeat(4096));
+    for m in [
+        message("m1", 0, &long_body),
+        message("m2", 1, "two"),
+        message("m3", 0, "three ✓"),
+        message("m4", 0, "four"),
+    ] {
+        store.enqueue_message(&m).await.expect("enqueue");
+    }
+    assert!(
+        store
+            .enqueue_message(&message("m1", 1, "dup"))
+            .await
+            .is_err(),
+        "a duplicate id is refused"
+    );
+
+    let pending = store.pending_messages(0, 10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        vec!["m1", "m3", "m4"]
+    );
+    assert!(
+        pending.windows(2).all(|w| w[0].seq < w[1].seq),
+        "seq order: {pending:?}"
+    );
+    assert_eq!(pending[0].body, long_body, "the body round-trips");
+    assert_eq!(pending[1].body, "three ✓");
+    assert_eq!(pending[0].recipient, "15550000");
+    assert!(pending.iter().all(|p| p.attempts == 0));
+    let limited = store.pending_messages(0, 2).await.unwrap();
+    assert_eq!(
+        limited.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        vec!["m1", "m3"],
+        "limit"
+    );
+    let shard1 = store.pending_messages(1, 10).await.unwrap();
+    assert_eq!(
+        shard1.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        vec!["m2"],
+        "only its shard"
+    );
+
+    store
+        .mark_attempt(&["m1".into(), "m3".into()], 1, "core-a")
+        .await
+        .unwrap();
+    store
+        .mark_attempt(&["m1".into()], 2, "core-b")
+        .await
+        .unwrap();
+    let attempts: Vec<_> = store
+        .pending_messages(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.id, p.attempts))
+        .collect();
+    assert_eq!(
+        attempts,
+        vec![("m1".into(), 2), ("m3".into(), 1), ("m4".into(), 0)]
+    );
+
+    assert_eq!(
+        store.message_status("m1").await.unwrap(),
+        Some(MessageStatus::Queued)
+    );
+    store.mark_sent("m1", "srv-1").await.unwrap();
+    assert_eq!(
+        store.message_status("m1").await.unwrap(),
+        Some(MessageStatus::Sent)
+    );
+    let pending = store.pending_messages(0, 10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        vec!["m3", "m4"],
+        "sent leaves"
+    );
+
+    // Receipts only move forward.
+    store
+        .record_receipt("m1", MessageStatus::Read)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.message_status("m1").await.unwrap(),
+        Some(MessageStatus::Read)
+    );
+    store
+        .record_receipt("m1", MessageStatus::Delivered)
+        .await
+        .unwrap();
+    store
+        .record_receipt("m1", MessageStatus::Sent)
+        .await
+        .unwrap();
+    store.mark_sent("m1", "srv-1").await.unwrap();
+    assert_eq!(
+        store.message_status("m1").await.unwrap(),
+        Some(MessageStatus::Read),
+        "read stays read"
+    );
+    store
+        .record_receipt("m3", MessageStatus::Delivered)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.message_status("m3").await.unwrap(),
+        Some(MessageStatus::Delivered)
+    );
+    assert_eq!(store.message_status("nope").await.unwrap(), None);
+
+    let counts: BTreeMap<MessageStatus, i64> =
+        store.message_counts().await.unwrap().into_iter().collect();
+    let expected: BTreeMap<MessageStatus, i64> = [
+        (MessageStatus::Queued, 2),
+        (MessageStatus::Delivered, 1),
+        (MessageStatus::Read, 1),
+    ]
+    .into();
+    assert_eq!(counts, expected);
+
+    let inbound = InboundMessage {
+        id: "in-1".into(),
+        sender: "15551230000".into(),
+        body: "hola ¿qué tal?".into(),
+        timestamp_s: 1_700_000_000,
+        shard: 1,
+    };
+    assert!(
+        store.store_inbound(&inbound).await.unwrap(),
+        "first delivery is stored"
+    );
+    assert!(
+        !store.store_inbound(&inbound).await.unwrap(),
+        "a redelivery is deduped"
+    );
+    let other = InboundMessage {
+        id: "in-2".into(),
+        ..inbound
+    };
+    assert!(store.store_inbound(&other).await.unwrap());
+}
+
+async fn case_users_and_tokens(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    assert_eq!(store.user("admin").await.unwrap(), None);
+    let admin = UserRecord {
+        username: "admin".into(),
+        password_hash: "$argon2id$v=19$first".into(),
+        role: "admin".into(),
+        must_change: true,
+    };
+    store.ensure_user(&admin).await.expect("ensure_user");
+    assert_eq!(store.user("admin").await.unwrap(), Some(admin.clone()));
+    let again = UserRecord {
+        password_hash: "$argon2id$v=19$other".into(),
+        must_change: false,
+        ..admin.clone()
+    };
+    store.ensure_user(&again).await.expect("ensure_user again");
+    assert_eq!(
+        store.user("admin").await.unwrap(),
+        Some(admin.clone()),
+        "ensure_user inserts once"
+    );
+
+    store
+        .set_password("admin", "$argon2id$v=19$changed")
+        .await
+        .unwrap();
+    let changed = store.user("admin").await.unwrap().unwrap();
+    assert_eq!(changed.password_hash, "$argon2id$v=19$changed");
+    assert!(!changed.must_change, "a new password ends must_change");
+
+    let now = store.now_ms().await.unwrap();
+    let week = 7 * 24 * 3600 * 1000;
+    store
+        .insert_token("live-token-hash", "admin", now + week)
+        .await
+        .unwrap();
+    store
+        .insert_token("old-token-hash", "admin", now - 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.token_user("live-token-hash").await.unwrap(),
+        Some(changed),
+        "an unexpired token"
+    );
+    assert_eq!(
+        store.token_user("old-token-hash").await.unwrap(),
+        None,
+        "an expired token"
+    );
+    assert_eq!(
+        store.token_user("unknown-hash").await.unwrap(),
+        None,
+        "an unknown token"
+    );
+}
