@@ -3,6 +3,7 @@
 //! - [`cluster`]: settings and the timing derived from them, shared by every role.
 //! - [`config`]: start-up settings under the official on-prem environment names.
 //! - [`store`]: the shared SQL database (SQLite, PostgreSQL, MySQL) behind one interface.
+//! - `testing` (feature `test-support`): throw-away databases for tests and benchmarks.
 //! - [`upstream`]: the wire protocol to the messaging network, and `upstream-sim`.
 //! - [`control`]: the control API of masters and coreapps (status, heartbeat, wake) and its client.
 //! - [`coreapp`]: the coreapp role: shard leases, the self-fenced upstream session, the outbox sender.
@@ -19,6 +20,8 @@ pub mod node;
 pub mod ready;
 pub mod routing;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod upstream;
 
 /// This build's version, reported by every node.

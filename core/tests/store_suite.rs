@@ -22,6 +22,7 @@ use shardgate_core::store::schema;
 use shardgate_core::store::shard_map::ClusterInfo;
 use shardgate_core::store::users::UserRecord;
 use shardgate_core::store::{Store, StoreError};
+use shardgate_core::testing::TestDatabase;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,164 +40,26 @@ const CASE_DEADLINE: Duration = Duration::from_secs(120);
 // Per-test databases
 // ---------------------------------------------------------------------------
 
-/// A database created for one test and dropped when this guard is dropped.
+/// A test database with the store open on it; the store closes first.
 struct TestDb {
-    /// `None` only while the guard is being dropped.
-    store: Option<Store>,
-    config: DbConfig,
+    store: Store,
+    db: TestDatabase,
 }
 
 impl TestDb {
     /// Creates a fresh database on `engine`; `None` when the server tests are skipped.
     async fn create(engine: DbEngine) -> Option<TestDb> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let name_prefix = format!("sgt_{}_", &id[..8]);
-        let config = DbConfig {
-            engine,
-            hostname: "127.0.0.1".into(),
-            port: None,
-            username: None,
-            password: None,
-            data_dir: std::env::temp_dir().join(format!("shardgate-store-suite-{id}")),
-            name_prefix,
-            idle_timeout_ms: 60_000,
-        };
-        if engine != DbEngine::Sqlite && !server_reachable(&config).await {
-            return None;
-        }
-        // From here on the guard owns whatever Store::connect creates, so a
-        // failed connect still drops the database.
-        let mut db = TestDb {
-            store: None,
-            config,
-        };
+        let db = TestDatabase::create(engine).await?;
+        // A failed connect still drops whatever it created, through `db`.
         match Store::connect(&db.config).await {
-            Ok(store) => db.store = Some(store),
-            Err(e) => panic!("{}: Store::connect failed: {e}", server_name(&db.config)),
+            Ok(store) => Some(TestDb { store, db }),
+            Err(e) => panic!("{}: Store::connect failed: {e}", db.server_name()),
         }
-        Some(db)
     }
 
     fn store(&self) -> &Store {
-        self.store
-            .as_ref()
-            .expect("store is open until the guard drops")
+        &self.store
     }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Close our pool first so that nothing of ours holds the database.
-        drop(self.store.take());
-        let config = self.config.clone();
-        // The test's runtime may be unwinding or shutting down: run the drop on
-        // a fresh runtime in its own thread.
-        let outcome = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?
-                .block_on(drop_database(&config))
-        })
-        .join()
-        .unwrap_or_else(|_| Err("the drop thread panicked".into()));
-        if let Err(e) = outcome {
-            let message = format!(
-                "could not drop test database {} on {}: {e}",
-                self.config.database_name(),
-                server_name(&self.config)
-            );
-            if std::thread::panicking() {
-                eprintln!("{message}");
-            } else {
-                panic!("{message}");
-            }
-        }
-    }
-}
-
-/// Drops exactly the database of `config`, which this suite created.
-async fn drop_database(config: &DbConfig) -> Result<(), String> {
-    let name = config.database_name();
-    assert!(
-        name.starts_with("sgt_"),
-        "refusing to drop {name:?}: not a store-suite database"
-    );
-    match config.engine {
-        DbEngine::Sqlite => match std::fs::remove_dir_all(&config.data_dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("remove {}: {e}", config.data_dir.display())),
-        },
-        DbEngine::Postgres | DbEngine::MySql => {
-            sqlx::any::install_default_drivers();
-            let maintenance = if config.engine == DbEngine::Postgres {
-                "postgres"
-            } else {
-                ""
-            };
-            let url = config.server_url(maintenance);
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
-                .await
-                .map_err(|e| format!("connect {url}: {e}"))?;
-            // FORCE ends sessions still attached (PostgreSQL 13+); MariaDB
-            // needs no such thing for idle sessions.
-            let sql = match config.engine {
-                DbEngine::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                _ => format!("DROP DATABASE IF EXISTS {name}"),
-            };
-            sqlx::Executor::execute(&mut conn, sql.as_str())
-                .await
-                .map_err(|e| format!("{sql}: {e}"))?;
-            let _ = sqlx::Connection::close(conn).await;
-            Ok(())
-        }
-    }
-}
-
-/// The server of `config` as an operator would name it in a bug report.
-fn server_name(config: &DbConfig) -> String {
-    let (name, port, user) = match config.engine {
-        DbEngine::Sqlite => return format!("SQLite in {}", config.data_dir.display()),
-        DbEngine::Postgres => ("PostgreSQL", 5432, "postgres"),
-        DbEngine::MySql => ("MariaDB", 3306, "root"),
-    };
-    let port = config.port.unwrap_or(port);
-    let user = config.username.as_deref().unwrap_or(user);
-    format!("{name} at {}:{port} (user {user})", config.hostname)
-}
-
-/// Whether the server answers; panics naming it unless the skip variable is set.
-async fn server_reachable(config: &DbConfig) -> bool {
-    sqlx::any::install_default_drivers();
-    let maintenance = if config.engine == DbEngine::Postgres {
-        "postgres"
-    } else {
-        ""
-    };
-    let url = config.server_url(maintenance);
-    let attempt = tokio::time::timeout(
-        Duration::from_secs(10),
-        <sqlx::AnyConnection as sqlx::Connection>::connect(&url),
-    )
-    .await;
-    let error = match attempt {
-        Ok(Ok(conn)) => {
-            let _ = sqlx::Connection::close(conn).await;
-            return true;
-        }
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "no answer within 10 s".to_string(),
-    };
-    let server = server_name(config);
-    if std::env::var("SHARDGATE_SKIP_SERVER_DBS").as_deref() == Ok("1") {
-        eprintln!("skipped: {server} is unreachable ({error}) and SHARDGATE_SKIP_SERVER_DBS=1");
-        return false;
-    }
-    panic!(
-        "{server} is unreachable: {error}. The store suite needs it; start it, or set \
-         SHARDGATE_SKIP_SERVER_DBS=1 to skip the PostgreSQL and MariaDB runs."
-    );
 }
 
 /// Runs one case against a fresh database of `engine`; the guard drops it.
@@ -209,7 +72,7 @@ where
     };
     let outcome = tokio::time::timeout(
         CASE_DEADLINE,
-        AssertUnwindSafe(case(db.store(), &db.config)).catch_unwind(),
+        AssertUnwindSafe(case(db.store(), &db.db.config)).catch_unwind(),
     )
     .await;
     // Drop the database before reporting, so that a failure leaves nothing behind.

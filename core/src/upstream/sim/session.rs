@@ -1,0 +1,297 @@
+//! One upstream connection: the hello handshake, then a loop that writes the
+//! session's outbox, pings, enforces the keepalive and applies the client's
+//! frames to the shared state, then one teardown that every close path shares.
+//!
+//! Every decision is taken in the state before the client hears of it, so a
+//! test that has just read `Welcome` or `Kicked` finds the inspection API
+//! already agreeing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::time::{interval_at, sleep, timeout, timeout_at, Instant, MissedTickBehavior};
+use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
+use tracing::Instrument;
+
+use super::state::{Outbox, SendOutcome, SessionClaim};
+use super::{now_ms, Shared};
+use crate::upstream::protocol::{ClientFrame, ReceiptStatus, ServerFrame};
+
+/// Longest line accepted from a client; anything longer is a protocol error.
+const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+type Lines = Framed<TcpStream, LinesCodec>;
+
+/// Why the session loop ended, and what (if anything) to tell the client.
+struct Ending {
+    /// The close reason recorded for the session.
+    reason: String,
+    /// Sent as `Kicked{reason}` after the state has recorded the close.
+    notice: Option<String>,
+}
+
+impl Ending {
+    fn silent(reason: impl Into<String>) -> Self {
+        Ending {
+            reason: reason.into(),
+            notice: None,
+        }
+    }
+
+    fn kicked(reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Ending {
+            notice: Some(reason.clone()),
+            reason,
+        }
+    }
+}
+
+/// Serves one connection from accept to hang-up.
+pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+    let claim = match read_hello(&mut lines, shared.session_timeout).await {
+        Ok(claim) => claim,
+        Err(reason) => {
+            tracing::debug!(%reason, "upstream-sim hello rejected");
+            // The peer may be gone already; there is nobody to tell then.
+            let _ = lines.send(encode(&ServerFrame::Refused { reason })).await;
+            return;
+        }
+    };
+    let (outbox, frames) = unbounded_channel();
+    let opened = shared
+        .state()
+        .open_session(claim.clone(), outbox.clone(), now_ms());
+    let id = match opened {
+        Ok(id) => id,
+        Err(reason) => {
+            tracing::info!(account = %claim.account, shard = claim.shard, node = %claim.node, %reason, "hello refused");
+            let _ = lines.send(encode(&ServerFrame::Refused { reason })).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!(
+        "sim_session", session = %id, account = %claim.account, shard = claim.shard,
+        node = %claim.node, epoch = claim.epoch
+    );
+    let session = LiveSession {
+        id,
+        claim,
+        shared,
+        outbox,
+    };
+    session.run(lines, frames).instrument(span).await;
+}
+
+/// Waits up to `limit` for the first line and parses it as a hello.
+async fn read_hello(lines: &mut Lines, limit: Duration) -> Result<SessionClaim, String> {
+    let line = match timeout(limit, lines.next()).await {
+        Err(_) => return Err("no hello in time".into()),
+        Ok(None) => return Err("closed before hello".into()),
+        Ok(Some(Err(error))) => return Err(format!("bad hello: {error}")),
+        Ok(Some(Ok(line))) => line,
+    };
+    match serde_json::from_str(&line) {
+        Ok(ClientFrame::Hello {
+            account,
+            shard,
+            shards,
+            node,
+            epoch,
+        }) => Ok(SessionClaim {
+            account,
+            shard,
+            shards,
+            node,
+            epoch,
+        }),
+        Ok(other) => Err(format!("expected hello, got {other:?}")),
+        Err(error) => Err(format!("bad hello: {error}")),
+    }
+}
+
+/// A welcomed session and what its task needs.
+struct LiveSession {
+    id: String,
+    claim: SessionClaim,
+    shared: Arc<Shared>,
+    /// The task's own handle on its outbox, for acks; the state holds another
+    /// one only while the session is open.
+    outbox: Outbox,
+}
+
+impl LiveSession {
+    async fn run(self, mut lines: Lines, mut frames: UnboundedReceiver<ServerFrame>) {
+        let ending = self.serve_frames(&mut lines, &mut frames).await;
+        {
+            let mut state = self.shared.state();
+            // A no-op when the state already closed it (kicked).
+            state.close_session(&self.id, &ending.reason, now_ms());
+            // The state no longer routes here, so this drains everything.
+            let unsent = std::iter::from_fn(|| frames.try_recv().ok()).collect();
+            state.requeue_unsent(&self.id, unsent);
+        }
+        if let Some(reason) = ending.notice {
+            let _ = lines.send(encode(&ServerFrame::Kicked { reason })).await;
+        }
+        tracing::debug!(reason = %ending.reason, "upstream-sim connection closed");
+    }
+
+    /// The session's life: returns when it must end, without closing it.
+    async fn serve_frames(
+        &self,
+        lines: &mut Lines,
+        frames: &mut UnboundedReceiver<ServerFrame>,
+    ) -> Ending {
+        let timeout = self.shared.session_timeout;
+        let mut deadline = Instant::now() + timeout;
+        let mut pings = interval_at(Instant::now() + timeout / 3, timeout / 3);
+        pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ping_n = 0;
+        loop {
+            // Outbox first, so a kick is written before more input is read.
+            let outgoing = tokio::select! {
+                biased;
+                _ = self.shared.stop.cancelled() => return Ending::silent("sim stopped"),
+                Some(frame) = frames.recv() => frame,
+
+                _ = pings.tick() => {
+                    ping_n += 1;
+                    ServerFrame::Ping { n: ping_n }
+                }
+                line = lines.next() => match line {
+                    None => return Ending::silent("eof"),
+                    Some(Err(LinesCodecError::Io(error))) => return Ending::silent(format!("read error: {error}")),
+                    Some(Err(error)) => return Ending::kicked(format!("protocol error: {error}")),
+                    Some(Ok(line)) => match serde_json::from_str(&line) {
+                        Ok(ClientFrame::Pong { .. }) => {
+                            deadline = Instant::now() + timeout;
+                            self.shared.state().pong(&self.id, now_ms());
+                            continue;
+                        }
+                        Ok(ClientFrame::Send { id, to, body }) => {
+                            self.on_send(id, to, body);
+                            continue;
+                        }
+                        Ok(ClientFrame::Bye) => return Ending::silent("bye"),
+                        Ok(ClientFrame::Hello { .. }) => {
+                            return Ending::kicked("protocol error: hello on an open session")
+                        }
+                        Err(error) => return Ending::kicked(format!("protocol error: {error}")),
+                    },
+                },
+            };
+            let kicked = matches!(outgoing, ServerFrame::Kicked { .. });
+            // A client that takes no frames until the keepalive deadline is as
+            // dead as one that sends no pongs.
+            match timeout_at(deadline, lines.send(encode(&outgoing))).await {
+                Err(_) => return Ending::kicked("keepalive timeout"),
+                Ok(Err(error)) => return Ending::silent(format!("write error: {error}")),
+                Ok(Ok(())) if kicked => return Ending::silent("kicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
+    /// Records a send, then acks it and schedules its receipts.
+    fn on_send(&self, id: String, to: String, body: String) {
+        let outcome = self
+            .shared
+            .state()
+            .receive_send(&self.id, &id, &to, &body, now_ms());
+        let SendOutcome::Accepted {
+            server_id,
+            resend,
+            ack_delay_ms,
+        } = outcome
+        else {
+            tracing::debug!(%id, ?outcome, "send not acked");
+            return;
+        };
+        let ack = Acknowledgement {
+            shared: self.shared.clone(),
+            outbox: self.outbox.clone(),
+            account: self.claim.account.clone(),
+            shard: self.claim.shard,
+            id,
+            server_id,
+            resend,
+        };
+        if ack_delay_ms == 0 {
+            // Inline, so acks leave in the order the sends came in.
+            ack.ack_now();
+            tokio::spawn(ack.later_receipts());
+        } else {
+            tokio::spawn(async move {
+                if sleep_unless_stopped(&ack.shared, Duration::from_millis(ack_delay_ms)).await {
+                    ack.ack_now();
+                    ack.later_receipts().await;
+                }
+            });
+        }
+    }
+}
+
+/// The ack of one accepted send and the receipts that follow it.
+struct Acknowledgement {
+    shared: Arc<Shared>,
+    /// The sending session's outbox: the ack answers that session only.
+    outbox: Outbox,
+    account: String,
+    shard: u32,
+    id: String,
+    server_id: String,
+    resend: bool,
+}
+
+impl Acknowledgement {
+    /// Acks, and for a first receipt emits the `sent` receipt right behind it.
+    fn ack_now(&self) {
+        // If the session is gone, so is the ack: the client resends.
+        let _ = self.outbox.send(ServerFrame::Ack {
+            id: self.id.clone(),
+            server_id: self.server_id.clone(),
+        });
+        if !self.resend {
+            self.emit(ReceiptStatus::Sent);
+        }
+    }
+
+    /// Emits `delivered` and then `read`, each one receipt delay later. A
+    /// resend gets none: the recipient got the message only once.
+    async fn later_receipts(self) {
+        if self.resend {
+            return;
+        }
+        for status in [ReceiptStatus::Delivered, ReceiptStatus::Read] {
+            if !sleep_unless_stopped(&self.shared, self.shared.receipt_delay).await {
+                return;
+            }
+            self.emit(status);
+        }
+    }
+
+    /// Receipts follow the (account, shard), not the session: they go to
+    /// whichever session holds it now, or wait for the next one.
+    fn emit(&self, status: ReceiptStatus) {
+        self.shared
+            .state()
+            .emit_receipt(&self.account, self.shard, &self.id, status, now_ms());
+    }
+}
+
+/// Sleeps for `duration`; false if the sim stopped first.
+async fn sleep_unless_stopped(shared: &Shared, duration: Duration) -> bool {
+    tokio::select! {
+        _ = shared.stop.cancelled() => false,
+        _ = sleep(duration) => true,
+    }
+}
+
+fn encode(frame: &ServerFrame) -> String {
+    serde_json::to_string(frame).expect("server frames always serialize")
+}

@@ -1,0 +1,656 @@
+//! `upstream-sim` over real sockets: each test starts a sim in-process on
+//! ephemeral ports, speaks the line protocol to it like a coreapp would, and
+//! reads the verdict back from the inspection API.
+//!
+//! Waits are bounded (`WAIT`) and wait for a frame or a counter, never for a
+//! fixed time.
+
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use shardgate_core::upstream::protocol::{ClientFrame, ReceiptStatus, ServerFrame};
+use shardgate_core::upstream::sim::{
+    self, BanRecord, ConflictRecord, MessageRecord, SessionRecord, SimConfig, SimHandle, SimStats,
+};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LinesCodec};
+
+/// Upper bound for anything the sim should do promptly.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A coreapp's end of one upstream connection.
+struct Client {
+    lines: Framed<TcpStream, LinesCodec>,
+}
+
+impl Client {
+    /// Connects and sends a hello; returns the sim's first answer.
+    async fn hello(
+        sim: &SimHandle,
+        account: &str,
+        shard: u32,
+        node: &str,
+        epoch: i64,
+    ) -> (Client, ServerFrame) {
+        let stream = TcpStream::connect(sim.session_addr)
+            .await
+            .expect("connect to the sim");
+        let mut client = Client {
+            lines: Framed::new(stream, LinesCodec::new()),
+        };
+        let hello = ClientFrame::Hello {
+            account: account.into(),
+            shard,
+            shards: 4,
+            node: node.into(),
+            epoch,
+        };
+        client.send(hello).await;
+        let answer = client.next().await;
+        (client, answer)
+    }
+
+    /// Opens a session that must be welcomed; returns it and its id.
+    async fn open(
+        sim: &SimHandle,
+        account: &str,
+        shard: u32,
+        node: &str,
+        epoch: i64,
+    ) -> (Client, String) {
+        match Client::hello(sim, account, shard, node, epoch).await {
+            (client, ServerFrame::Welcome { session }) => (client, session),
+            (_, other) => panic!("expected a welcome for {account}/{shard}, got {other:?}"),
+        }
+    }
+
+    async fn send(&mut self, frame: ClientFrame) {
+        self.lines
+            .send(serde_json::to_string(&frame).unwrap())
+            .await
+            .expect("write to the sim");
+    }
+
+    async fn send_message(&mut self, id: &str, to: &str) {
+        self.send(ClientFrame::Send {
+            id: id.into(),
+            to: to.into(),
+            body: format!("body of {id}"),
+        })
+        .await;
+    }
+
+    /// The next frame, pings included; `None` once the sim hung up.
+    async fn next_raw(&mut self) -> Option<ServerFrame> {
+        let line = tokio::time::timeout(WAIT, self.lines.next())
+            .await
+            .expect("a frame or EOF in time");
+        match line {
+            Some(Ok(line)) => Some(serde_json::from_str(&line).expect("a server frame")),
+            Some(Err(_)) | None => None,
+        }
+    }
+
+    /// The next frame that is not a ping, answering pings like a live coreapp.
+    async fn next(&mut self) -> ServerFrame {
+        loop {
+            match self.next_raw().await.expect("the sim hung up") {
+                ServerFrame::Ping { n } => self.send(ClientFrame::Pong { n }).await,
+                frame => return frame,
+            }
+        }
+    }
+
+    /// Reads until the sim hangs up; returns what came before, pings excluded.
+    async fn read_until_hang_up(&mut self) -> Vec<ServerFrame> {
+        let mut frames = Vec::new();
+        while let Some(frame) = self.next_raw().await {
+            if !matches!(frame, ServerFrame::Ping { .. }) {
+                frames.push(frame);
+            }
+        }
+        frames
+    }
+
+    /// Asserts that the sim hangs up with no frame other than pings.
+    async fn expect_hang_up(&mut self) {
+        let frames = self.read_until_hang_up().await;
+        assert!(frames.is_empty(), "expected a hang-up, got {frames:?}");
+    }
+}
+
+async fn start(config: SimConfig) -> SimHandle {
+    sim::start(config).await.expect("sim starts")
+}
+
+async fn get<T: DeserializeOwned>(sim: &SimHandle, path: &str) -> T {
+    let response = reqwest::get(format!("{}{path}", sim.http_url()))
+        .await
+        .expect("GET");
+    assert!(
+        response.status().is_success(),
+        "GET {path}: {}",
+        response.status()
+    );
+    response.json().await.expect("JSON body")
+}
+
+async fn post(sim: &SimHandle, path: &str, body: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", sim.http_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    assert!(
+        response.status().is_success(),
+        "POST {path}: {}",
+        response.status()
+    );
+    response.json().await.expect("JSON body")
+}
+
+async fn stats(sim: &SimHandle) -> SimStats {
+    get(sim, "/sim/stats").await
+}
+
+/// Polls the stats until `done` holds, for at most `WAIT`.
+async fn wait_for_stats(sim: &SimHandle, what: &str, done: impl Fn(&SimStats) -> bool) -> SimStats {
+    let started = Instant::now();
+    loop {
+        let stats = stats(sim).await;
+        if done(&stats) {
+            return stats;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "timed out waiting for {what}: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn sessions(sim: &SimHandle) -> Vec<SessionRecord> {
+    let body: Value = get(sim, "/sim/sessions").await;
+    serde_json::from_value(body["sessions"].clone()).unwrap()
+}
+
+fn session<'a>(all: &'a [SessionRecord], id: &str) -> &'a SessionRecord {
+    all.iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no session {id} in {all:?}"))
+}
+
+fn kicked(reason: &str) -> ServerFrame {
+    ServerFrame::Kicked {
+        reason: reason.into(),
+    }
+}
+
+fn refused(reason: &str) -> ServerFrame {
+    ServerFrame::Refused {
+        reason: reason.into(),
+    }
+}
+
+fn receipt_status(frame: &ServerFrame, id: &str) -> ReceiptStatus {
+    match frame {
+        ServerFrame::Receipt {
+            id: got, status, ..
+        } if got == id => *status,
+        other => panic!("expected a receipt for {id}, got {other:?}"),
+    }
+}
+
+/// Drives an account into a ban: three conflicts on shard 0.
+async fn ban(sim: &SimHandle, account: &str) {
+    let mut kept = Vec::new();
+    for epoch in 0..3 {
+        kept.push(Client::open(sim, account, 0, "node-a", epoch).await.0);
+    }
+    let (_, answer) = Client::hello(sim, account, 0, "node-b", 3).await;
+    assert_eq!(answer, refused("banned"));
+}
+
+#[tokio::test]
+async fn second_session_on_a_shard_kicks_the_first_records_a_conflict_and_keeps_the_second() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (mut old, old_id) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    let (mut new, new_id) = Client::open(&sim, "15550001", 0, "node-b", 2).await;
+
+    assert_eq!(old.next().await, kicked("conflict"));
+    old.expect_hang_up().await;
+
+    let body: Value = get(&sim, "/sim/conflicts").await;
+    let conflicts: Vec<ConflictRecord> = serde_json::from_value(body["conflicts"].clone()).unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let conflict = &conflicts[0];
+    assert_eq!(
+        (
+            &conflict.account,
+            conflict.shard,
+            &conflict.old_session,
+            &conflict.old_node,
+            conflict.old_epoch
+        ),
+        (
+            &"15550001".to_string(),
+            0,
+            &old_id,
+            &"node-a".to_string(),
+            1
+        )
+    );
+    assert_eq!(
+        (
+            conflict.new_session.as_ref(),
+            conflict.new_node.as_str(),
+            conflict.new_epoch
+        ),
+        (Some(&new_id), "node-b", 2)
+    );
+    // The old connection has hung up; its close must not have freed the
+    // shard the new session holds.
+    let all = sessions(&sim).await;
+    assert_eq!(
+        session(&all, &old_id).close_reason.as_deref(),
+        Some("conflict")
+    );
+    assert!(session(&all, &new_id).open);
+    let stats = stats(&sim).await;
+    assert_eq!(
+        (stats.conflicts, stats.sessions_open, stats.sessions_opened),
+        (1, 1, 2)
+    );
+    new.send_message("m1", "15559999").await;
+    assert!(matches!(new.next().await, ServerFrame::Ack { id, .. } if id == "m1"));
+}
+
+#[tokio::test]
+async fn sessions_on_different_shards_or_accounts_do_not_conflict() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let _a0 = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    let _a1 = Client::open(&sim, "15550001", 1, "node-b", 1).await;
+    let _b0 = Client::open(&sim, "15550002", 0, "node-b", 1).await;
+
+    let stats = stats(&sim).await;
+    assert_eq!((stats.conflicts, stats.sessions_open), (0, 3));
+    assert!(sessions(&sim).await.iter().all(|s| s.open));
+}
+
+#[tokio::test]
+async fn three_conflicts_ban_the_account_refuse_its_hellos_and_kick_its_sessions() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (mut other_shard, _) = Client::open(&sim, "15550001", 1, "node-a", 1).await;
+    let (mut first, _) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    let (mut second, _) = Client::open(&sim, "15550001", 0, "node-b", 2).await;
+    let (mut third, _) = Client::open(&sim, "15550001", 0, "node-a", 3).await;
+    assert_eq!(first.next().await, kicked("conflict"));
+    assert_eq!(second.next().await, kicked("conflict"));
+
+    let (_, answer) = Client::hello(&sim, "15550001", 0, "node-b", 4).await;
+
+    assert_eq!(answer, refused("banned"), "the third conflict bans");
+    assert_eq!(third.next().await, kicked("conflict"));
+    assert_eq!(other_shard.next().await, kicked("banned"));
+    let (_, answer) = Client::hello(&sim, "15550001", 2, "node-a", 5).await;
+    assert_eq!(
+        answer,
+        refused("banned"),
+        "every shard of a banned account is refused"
+    );
+    let _unrelated = Client::open(&sim, "15550002", 0, "node-a", 1).await;
+    let stats = stats(&sim).await;
+    assert_eq!(
+        (
+            stats.conflicts,
+            stats.bans,
+            stats.bans_active,
+            stats.sessions_open
+        ),
+        (3, 1, 1, 1)
+    );
+    let body: Value = get(&sim, "/sim/bans").await;
+    let bans: Vec<BanRecord> = serde_json::from_value(body["bans"].clone()).unwrap();
+    assert_eq!(
+        (bans[0].account.as_str(), bans[0].active),
+        ("15550001", true)
+    );
+    assert_eq!(bans[0].until_ms - bans[0].started_at_ms, 3_600_000);
+}
+
+#[tokio::test]
+async fn reset_lifts_a_ban_so_the_account_is_welcomed_again() {
+    let sim = start(SimConfig::ephemeral()).await;
+    ban(&sim, "15550001").await;
+
+    assert_eq!(
+        post(&sim, "/sim/reset", json!({})).await,
+        json!({"bans_lifted": 1})
+    );
+
+    let _welcomed = Client::open(&sim, "15550001", 0, "node-a", 9).await;
+    let body: Value = get(&sim, "/sim/bans").await;
+    assert_eq!(body["bans"][0]["active"], json!(false));
+    assert!(body["bans"][0]["lifted_at_ms"].is_i64());
+}
+
+#[tokio::test]
+async fn resend_is_acked_with_the_same_server_id_counted_and_delivered_once() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (mut first, first_id) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    first.send_message("m1", "15559999").await;
+    first.send_message("m2", "15559999").await;
+    first.send_message("m1", "15559999").await;
+    let mut acks = Vec::new();
+    while acks.len() < 3 {
+        if let ServerFrame::Ack { id, server_id } = first.next().await {
+            acks.push((id, server_id));
+        }
+    }
+    first.send(ClientFrame::Bye).await;
+    first.read_until_hang_up().await;
+    // A resend after failover arrives on another session, from another node.
+    let (mut second, second_id) = Client::open(&sim, "15550001", 0, "node-b", 2).await;
+    second.send_message("m1", "15559999").await;
+    let resent_ack = loop {
+        if let ServerFrame::Ack { id, server_id } = second.next().await {
+            break (id, server_id);
+        }
+    };
+
+    assert_eq!(acks[0].0, "m1");
+    assert_eq!(
+        acks[2], acks[0],
+        "a resend is acked with the first server id"
+    );
+    assert_eq!(resent_ack, acks[0], "also from another session");
+    assert_ne!(acks[1].1, acks[0].1, "distinct ids get distinct server ids");
+    let stats = stats(&sim).await;
+    assert_eq!(
+        (
+            stats.messages_received,
+            stats.unique_messages,
+            stats.resends,
+            stats.duplicate_deliveries
+        ),
+        (4, 2, 2, 0)
+    );
+    let body: Value = get(&sim, "/sim/deliveries").await;
+    assert_eq!(body, json!({"deliveries": {"15559999": ["m1", "m2"]}}));
+    let body: Value = get(&sim, "/sim/messages").await;
+    let messages: Vec<MessageRecord> = serde_json::from_value(body["messages"].clone()).unwrap();
+    let seen: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            (
+                m.id.as_str(),
+                m.session.as_str(),
+                m.node.as_str(),
+                m.epoch,
+                m.resend,
+                m.delivered,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("m1", first_id.as_str(), "node-a", 1, false, true),
+            ("m2", first_id.as_str(), "node-a", 1, false, true),
+            ("m1", first_id.as_str(), "node-a", 1, true, false),
+            ("m1", second_id.as_str(), "node-b", 2, true, false),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn session_that_stops_ponging_is_kicked_after_session_timeout() {
+    let sim = start(SimConfig {
+        session_timeout: 0.3,
+        ..SimConfig::ephemeral()
+    })
+    .await;
+    let (mut silent, id) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    let welcomed = Instant::now();
+
+    let mut pings = 0;
+    let ending = loop {
+        match silent.next_raw().await.expect("kicked before hang-up") {
+            ServerFrame::Ping { .. } => pings += 1,
+            other => break other,
+        }
+    };
+
+    assert_eq!(ending, kicked("keepalive timeout"));
+    assert!(
+        welcomed.elapsed() >= Duration::from_millis(250),
+        "kicked early: {:?}",
+        welcomed.elapsed()
+    );
+    assert!(pings >= 2, "pinged every timeout/3, got {pings} pings");
+    silent.expect_hang_up().await;
+    let all = sessions(&sim).await;
+    assert_eq!(
+        session(&all, &id).close_reason.as_deref(),
+        Some("keepalive timeout")
+    );
+    assert_eq!(stats(&sim).await.sessions_open, 0);
+}
+
+#[tokio::test]
+async fn session_that_keeps_ponging_outlives_session_timeout() {
+    let sim = start(SimConfig {
+        session_timeout: 0.6,
+        ..SimConfig::ephemeral()
+    })
+    .await;
+    let (mut live, id) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+
+    // `next` pongs every ping; no other frame may come in three timeouts.
+    let outcome = tokio::time::timeout(Duration::from_millis(1800), live.next()).await;
+
+    assert!(outcome.is_err(), "a ponging session got {outcome:?}");
+    assert!(session(&sessions(&sim).await, &id).open);
+}
+
+#[tokio::test]
+async fn eof_closes_the_session_at_once_and_frees_its_shard() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (client, id) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+
+    drop(client);
+
+    wait_for_stats(&sim, "the session to close", |s| s.sessions_open == 0).await;
+    assert_eq!(
+        session(&sessions(&sim).await, &id).close_reason.as_deref(),
+        Some("eof")
+    );
+    let _next = Client::open(&sim, "15550001", 0, "node-b", 2).await;
+    assert_eq!(stats(&sim).await.conflicts, 0);
+}
+
+#[tokio::test]
+async fn receipts_follow_the_ack_and_wait_for_the_next_session_when_none_is_open() {
+    // Long enough that `bye` is surely processed before `delivered` is due.
+    let sim = start(SimConfig {
+        receipt_delay_ms: 300,
+        ..SimConfig::ephemeral()
+    })
+    .await;
+    let (mut sender, _) = Client::open(&sim, "15550001", 2, "node-a", 1).await;
+    sender.send_message("m1", "15559999").await;
+    sender.send(ClientFrame::Bye).await;
+
+    assert!(matches!(sender.next().await, ServerFrame::Ack { id, .. } if id == "m1"));
+    assert_eq!(
+        receipt_status(&sender.next().await, "m1"),
+        ReceiptStatus::Sent
+    );
+    sender.expect_hang_up().await;
+    wait_for_stats(&sim, "delivered and read to be queued", |s| {
+        s.frames_queued == 2
+    })
+    .await;
+
+    let (mut next, _) = Client::open(&sim, "15550001", 2, "node-b", 2).await;
+
+    assert_eq!(
+        receipt_status(&next.next().await, "m1"),
+        ReceiptStatus::Delivered
+    );
+    assert_eq!(
+        receipt_status(&next.next().await, "m1"),
+        ReceiptStatus::Read
+    );
+    assert_eq!(stats(&sim).await.frames_queued, 0);
+}
+
+#[tokio::test]
+async fn injected_inbound_reaches_the_open_session_of_its_shard_or_waits_for_one() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (mut shard1, _) = Client::open(&sim, "15550001", 1, "node-a", 1).await;
+
+    let live = post(
+        &sim,
+        "/sim/inbound",
+        json!({"account":"15550001","shard":1,"from":"15557777","body":"hi"}),
+    )
+    .await;
+    let queued = post(
+        &sim,
+        "/sim/inbound",
+        json!({"account":"15550001","shard":0,"from":"15558888","body":"yo"}),
+    )
+    .await;
+
+    assert_eq!(
+        (&live["shard"], &live["queued"]),
+        (&json!(1), &json!(false))
+    );
+    match shard1.next().await {
+        ServerFrame::Inbound { id, from, body, .. } => {
+            assert_eq!(
+                (json!(id), from.as_str(), body.as_str()),
+                (live["id"].clone(), "15557777", "hi")
+            )
+        }
+        other => panic!("expected the inbound message, got {other:?}"),
+    }
+    assert_eq!(queued["queued"], json!(true));
+    let (mut shard0, _) = Client::open(&sim, "15550001", 0, "node-b", 1).await;
+    match shard0.next().await {
+        ServerFrame::Inbound { id, from, .. } => assert_eq!(
+            (json!(id), from.as_str()),
+            (queued["id"].clone(), "15558888")
+        ),
+        other => panic!("expected the queued inbound message, got {other:?}"),
+    }
+    assert_eq!(stats(&sim).await.inbound_injected, 2);
+}
+
+#[tokio::test]
+async fn refuse_fault_refuses_new_sessions_until_switched_off() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (mut existing, _) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+
+    let faults = post(&sim, "/sim/faults", json!({"refuse_sessions": true})).await;
+
+    assert_eq!(
+        faults,
+        json!({"refuse_sessions": true, "ack_delay_ms": 0, "drop_sends": false})
+    );
+    let (mut refused_client, answer) = Client::hello(&sim, "15550001", 1, "node-a", 1).await;
+    assert_eq!(answer, refused("refused"));
+    refused_client.expect_hang_up().await;
+    existing.send_message("m1", "15559999").await;
+    assert!(
+        matches!(existing.next().await, ServerFrame::Ack { .. }),
+        "open sessions keep working"
+    );
+    post(&sim, "/sim/faults", json!({"refuse_sessions": false})).await;
+    let _welcomed = Client::open(&sim, "15550001", 1, "node-a", 1).await;
+    assert_eq!(stats(&sim).await.sessions_refused, 1);
+}
+
+#[tokio::test]
+async fn drop_fault_swallows_sends_without_ack_or_record_until_switched_off() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (mut client, _) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    post(&sim, "/sim/faults", json!({"drop_sends": true})).await;
+
+    client.send_message("m1", "15559999").await;
+    wait_for_stats(&sim, "the send to be dropped", |s| s.sends_dropped == 1).await;
+    post(&sim, "/sim/faults", json!({"drop_sends": false})).await;
+    client.send_message("m2", "15559999").await;
+
+    // Frames arrive in order, so the first ack being m2's proves m1 got none.
+    assert!(matches!(client.next().await, ServerFrame::Ack { id, .. } if id == "m2"));
+    let stats = stats(&sim).await;
+    assert_eq!((stats.messages_received, stats.unique_messages), (1, 1));
+    let body: Value = get(&sim, "/sim/deliveries").await;
+    assert_eq!(body["deliveries"]["15559999"], json!(["m2"]));
+}
+
+#[tokio::test]
+async fn ack_delay_fault_holds_acks_back() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (mut client, _) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    post(&sim, "/sim/faults", json!({"ack_delay_ms": 400})).await;
+
+    let sent = Instant::now();
+    client.send_message("m1", "15559999").await;
+
+    assert!(matches!(client.next().await, ServerFrame::Ack { id, .. } if id == "m1"));
+    assert!(
+        sent.elapsed() >= Duration::from_millis(400),
+        "acked after {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(
+        receipt_status(&client.next().await, "m1"),
+        ReceiptStatus::Sent
+    );
+}
+
+#[tokio::test]
+async fn bad_hello_and_unknown_fault_fields_are_rejected() {
+    let sim = start(SimConfig::ephemeral()).await;
+
+    let (_, answer) = Client::hello(&sim, "15550001", 7, "node-a", 1).await;
+
+    assert!(
+        matches!(&answer, ServerFrame::Refused { reason } if reason.starts_with("bad hello")),
+        "{answer:?}"
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/sim/faults", sim.http_url()))
+        .json(&json!({"refuse_session": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_client_error(),
+        "a misspelt fault must not pass silently"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_handle_stops_the_sim_and_hangs_up_sessions() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (mut client, _) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    let http_url = sim.http_url();
+
+    drop(sim);
+
+    client.expect_hang_up().await;
+    let stopped = tokio::time::timeout(WAIT, async {
+        while reqwest::get(format!("{http_url}/sim/stats")).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(stopped.is_ok(), "the inspection API still answers");
+}
