@@ -1,1 +1,139 @@
-//! placeholder
+//! Shardgate webapp: the on-prem v1 REST API in front of the cluster.
+//!
+//! - [`app`]: the router and its layers, assembled in one function ([`router`]).
+//! - [`api`]: one file per endpoint, each as request type, handler, response type.
+//! - [`auth`]: passwords, bearer tokens, the API key, and the auth layer.
+//! - [`routing`]: a message's shard, and the wake-up of that shard's owner.
+//! - [`cluster_view`]: the fan-out to every node's control API (health, support).
+//! - [`extract`]: the JSON body extractor that turns bad bodies into on-prem errors.
+//! - [`error`]: the one error type, in the on-prem format, with the code table.
+//!
+//! The webapp holds no cluster state of its own: messages go durably into the
+//! shard's outbox in the database and the shard's primary coreapp sends them,
+//! so any number of webapps can run, and one can die at any time.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cluster_view;
+pub mod error;
+pub mod extract;
+pub mod routing;
+
+pub use app::{router, AppState};
+
+use anyhow::Context;
+use serde_json::json;
+use shardgate_core::node::{wait_for_schema, NodeIdentity};
+use shardgate_core::store::nodes::NodeRecord;
+use shardgate_core::store::Store;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How often the webapp writes its database liveness (shown by `shardgate status`).
+const LIVENESS_EVERY: Duration = Duration::from_secs(30);
+
+/// Start-up settings of the webapp role.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebappConfig {
+    /// The shared database.
+    #[command(flatten)]
+    pub db: shardgate_core::config::DbConfig,
+    /// Address the REST API listens on.
+    #[arg(long, env = "WEBAPP_LISTEN", default_value = "0.0.0.0:9090")]
+    pub listen: SocketAddr,
+    /// API key accepted as `Authorization: Apikey <key>` on health, metrics and stats.
+    #[arg(long, env = "WA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Node id (defaults to webapp-<hostname>-<pid>).
+    #[arg(long, env = "SHARDGATE_NODE_ID")]
+    pub node_id: Option<String>,
+}
+
+/// Runs a webapp until ctrl-c or SIGTERM.
+pub async fn run(config: WebappConfig) -> anyhow::Result<()> {
+    let store = Store::connect(&config.db)
+        .await
+        .context("cannot connect to the database")?;
+    wait_for_schema(&store, "webapp").await?;
+    let identity = NodeIdentity::new(config.node_id, "webapp");
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let api_addr = listener.local_addr()?;
+    store
+        .register_node(&NodeRecord {
+            node_id: identity.node_id.clone(),
+            role: "webapp".to_string(),
+            instance_id: identity.instance_id.clone(),
+            control_addr: api_addr.to_string(),
+            version: shardgate_core::VERSION.to_string(),
+            pid: i64::from(std::process::id()),
+            started_at: 0,
+            last_seen: 0,
+        })
+        .await
+        .context("cannot register this webapp")?;
+    auth::ensure_default_admin(&store)
+        .await
+        .context("cannot create the default admin")?;
+    tokio::spawn(write_liveness(store.clone(), identity.clone()));
+
+    let app = router(AppState::new(
+        store,
+        config.api_key,
+        identity.node_id.as_str(),
+    ));
+    tracing::info!(node_id = %identity.node_id, "webapp serving the REST API on {api_addr}");
+    shardgate_core::ready::announce(&json!({
+        "role": "webapp",
+        "node_id": identity.node_id,
+        "api_addr": api_addr.to_string(),
+        "pid": std::process::id(),
+    }));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the REST API server failed")?;
+    tracing::info!(node_id = %identity.node_id, "webapp stopped");
+    Ok(())
+}
+
+async fn write_liveness(store: Store, identity: NodeIdentity) {
+    loop {
+        tokio::time::sleep(LIVENESS_EVERY).await;
+        match store
+            .touch_node(&identity.node_id, &identity.instance_id)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                node_id = %identity.node_id,
+                "another process registered under this node id; give each webapp its own SHARDGATE_NODE_ID"
+            ),
+            Err(e) => tracing::debug!("cannot write liveness: {e}"),
+        }
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,126 @@
+//! `POST /v1/users/login`: trades HTTP Basic credentials for a bearer token,
+//! and changes the password when the body carries `new_password` (which the
+//! first login of the default admin must do).
+
+use crate::app::AppState;
+use crate::auth;
+use crate::error::{ApiError, ErrorKind};
+use crate::extract::ApiJson;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+/// How long a token is valid: 7 days, as in the on-prem client.
+pub const TOKEN_LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// The optional body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// A new password to set (8–64 characters with a digit, an upper-case
+    /// letter, a lower-case letter and a special character).
+    pub new_password: Option<String>,
+}
+
+/// Authenticates, changes the password if asked, and issues a token.
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Option<LoginRequest>>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let (username, password) = auth::basic_credentials(&headers)?;
+    let user = auth::check_password(&state.store, &username, &password)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("wrong user name or password"))?;
+    match body.and_then(|b| b.new_password) {
+        Some(new_password) => {
+            let problems = auth::password_problems(&new_password);
+            if !problems.is_empty() {
+                return Err(ApiError::invalid(format!(
+                    "new_password is refused: {}",
+                    problems.join("; ")
+                )));
+            }
+            let hash = auth::hash_password(&new_password).await?;
+            state.store.set_password(&username, &hash).await?;
+            tracing::info!(user = %username, "password changed");
+        }
+        None if user.must_change => {
+            return Err(ApiError::new(
+                ErrorKind::PasswordChangeRequired,
+                format!(
+                    "the password of {username} must be changed: log in again with a body \
+                     {{\"new_password\":\"...\"}} holding 8 to 64 characters with a digit, an \
+                     upper-case letter, a lower-case letter and a special character"
+                ),
+            ));
+        }
+        None => {}
+    }
+    let token = auth::new_token();
+    let expires_at = state.store.now_ms().await? + TOKEN_LIFETIME_MS;
+    state
+        .store
+        .insert_token(&auth::token_hash(&token), &username, expires_at)
+        .await?;
+    Ok(Json(LoginResponse {
+        users: vec![IssuedToken {
+            token,
+            expires_after: utc_timestamp(expires_at),
+        }],
+    }))
+}
+
+/// The answer: `{"users":[{"token","expires_after"}]}`.
+#[derive(Debug, Serialize)]
+pub struct LoginResponse {
+    /// The one token issued.
+    pub users: Vec<IssuedToken>,
+}
+
+/// A token and its expiry.
+#[derive(Debug, Serialize)]
+pub struct IssuedToken {
+    /// The bearer token.
+    pub token: String,
+    /// Expiry on the database clock, `YYYY-MM-DD HH:MM:SS+00:00`.
+    pub expires_after: String,
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS+00:00`.
+pub fn utc_timestamp(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil conversion (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}+00:00",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_in_the_onprem_format() {
+        assert_eq!(utc_timestamp(0), "1970-01-01 00:00:00+00:00");
+        assert_eq!(utc_timestamp(951_782_400_000), "2000-02-29 00:00:00+00:00");
+        assert_eq!(
+            utc_timestamp(1_700_000_000_999),
+            "2023-11-14 22:13:20+00:00"
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! Who is calling: passwords, bearer tokens, the API key, and the auth layer
+//! that puts a [`Caller`] on every request but login.
+//!
+//! - Passwords are stored as argon2 PHC strings; hashing runs on the blocking
+//!   pool so that a login never stalls the API.
+//! - Tokens are 32 random bytes (base64url); the store keeps only their
+//!   SHA-256, so a database dump yields no usable token.
+//! - `Authorization: Apikey <WA_API_KEY>` is accepted on [`apikey_allowed`]
+//!   paths only (health, metrics, stats), as in the on-prem client.
+
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorKind};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use shardgate_core::store::users::UserRecord;
+use shardgate_core::store::Store;
+
+/// The user created at first start, as in the on-prem client.
+pub const DEFAULT_ADMIN: &str = "admin";
+/// Its password, which the first login must change.
+pub const DEFAULT_PASSWORD: &str = "secret";
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, including settings.
+    Admin,
+    /// Everything but settings.
+    User,
+}
+
+impl Role {
+    /// The stored role; anything unknown gets the least rights.
+    pub fn from_stored(role: &str) -> Role {
+        if role == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
+    }
+}
+
+/// The authenticated caller of a request, put there by [`authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A user holding a bearer token.
+    User {
+        /// Login name.
+        username: String,
+        /// Its role.
+        role: Role,
+    },
+    /// The holder of `WA_API_KEY` (health, metrics and stats only).
+    ApiKey,
+}
+
+impl Caller {
+    /// Fails with 403 unless the caller is an admin user.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::User {
+                role: Role::Admin, ..
+            } => Ok(()),
+            Caller::User { username, .. } => Err(ApiError::forbidden(format!(
+                "user {username} has the role user; only an admin may do this"
+            ))),
+            Caller::ApiKey => Err(ApiError::forbidden(
+                "the API key may not do this; log in as an admin",
+            )),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::internal("a handler that needs a caller is mounted outside the auth layer")
+        })
+    }
+}
+
+/// Whether `Authorization: Apikey` is accepted on `path`.
+pub fn apikey_allowed(path: &str) -> bool {
+    path == "/v1/health" || path == "/metrics" || path.starts_with("/v1/stats/")
+}
+
+/// Tower middleware: authenticates the request and stores its [`Caller`].
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (scheme, credentials) = authorization(request.headers())?;
+    let caller = if scheme.eq_ignore_ascii_case("bearer") {
+        bearer_caller(&state.store, credentials).await?
+    } else if scheme.eq_ignore_ascii_case("apikey") {
+        let configured = state.api_key.as_deref().unwrap_or("");
+        if configured.is_empty() || !constant_time_eq(configured.as_bytes(), credentials.as_bytes())
+        {
+            return Err(ApiError::unauthenticated("the API key is not valid"));
+        }
+        if !apikey_allowed(request.uri().path()) {
+            return Err(ApiError::forbidden(
+                "Authorization: Apikey is accepted on /v1/health, /metrics and /v1/stats/* only; \
+                 use a Bearer token from POST /v1/users/login",
+            ));
+        }
+        Caller::ApiKey
+    } else {
+        return Err(ApiError::unauthenticated(format!(
+            "unknown authorization scheme {scheme:?}; use Authorization: Bearer <token>"
+        )));
+    };
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
+}
+
+/// The scheme and credentials of the `Authorization` header.
+fn authorization(headers: &HeaderMap) -> Result<(&str, &str), ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthenticated(
+                "this endpoint needs Authorization: Bearer <token>; get a token from POST /v1/users/login",
+            )
+        })?
+        .to_str()
+        .map_err(|_| ApiError::unauthenticated("the Authorization header is not readable text"))?;
+    let (scheme, credentials) = value.trim().split_once(' ').ok_or_else(|| {
+        ApiError::unauthenticated("the Authorization header must be '<scheme> <credentials>'")
+    })?;
+    Ok((scheme, credentials.trim()))
+}
+
+async fn bearer_caller(store: &Store, token: &str) -> Result<Caller, ApiError> {
+    let user = store.token_user(&token_hash(token)).await?.ok_or_else(|| {
+        ApiError::unauthenticated("the token is unknown or expired; log in again")
+    })?;
+    if user.must_change {
+        return Err(ApiError::new(
+            ErrorKind::PasswordChangeRequired,
+            format!(
+                "the password of {} must be changed before anything else: log in with new_password",
+                user.username
+            ),
+        ));
+    }
+    Ok(Caller::User {
+        role: Role::from_stored(&user.role),
+        username: user.username,
+    })
+}
+
+/// The user name and password of an `Authorization: Basic` header.
+pub fn basic_credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
+    let refused = || {
+        ApiError::unauthenticated(
+            "login needs HTTP Basic authentication: Authorization: Basic base64(username:password)",
+        )
+    };
+    let (scheme, encoded) = authorization(headers).map_err(|_| refused())?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(refused());
+    }
+    let decoded = STANDARD.decode(encoded).map_err(|_| refused())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| refused())?;
+    let (user, password) = decoded.split_once(':').ok_or_else(refused)?;
+    Ok((user.to_string(), password.to_string()))
+}
+
+/// The reasons `password` breaks the on-prem password rules; empty when it is acceptable.
+pub fn password_problems(password: &str) -> Vec<&'static str> {
+    let length = password.chars().count();
+    let mut problems = Vec::new();
+    if !(8..=64).contains(&length) {
+        problems.push("it must be 8 to 64 characters long");
+    }
+    if !password.chars().any(|c| c.is_ascii_digit()) {
+        problems.push("it must contain a digit");
+    }
+    if !password.chars().any(char::is_uppercase) {
+        problems.push("it must contain an upper-case letter");
+    }
+    if !password.chars().any(char::is_lowercase) {
+        problems.push("it must contain a lower-case letter");
+    }
+    if !password
+        .chars()
+        .any(|c| !c.is_alphanumeric() && !c.is_whitespace())
+    {
+        problems.push("it must contain a special character such as !@#$%&*");
+    }
+    problems
+}
+
+/// The user whose name and password these are, if any. An unknown user costs
+/// the same hash verification as a known one, so that response times do not
+/// tell which user names exist.
+pub async fn check_password(
+    store: &Store,
+    username: &str,
+    password: &str,
+) -> Result<Option<UserRecord>, ApiError> {
+    static UNKNOWN_USER_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let user = store.user(username).await?;
+    let stored_hash = match &user {
+        Some(user) => user.password_hash.clone(),
+        None => UNKNOWN_USER_HASH
+            .get_or_try_init(|| async { hash_password(&new_token()).await })
+            .await?
+            .clone(),
+    };
+    let matches = verify_password(password, &stored_hash).await?;
+    Ok(user.filter(|_| matches))
+}
+
+/// Hashes a password (argon2id, random salt) into a PHC string.
+pub async fn hash_password(password: &str) -> Result<String, ApiError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt).map_err(ApiError::internal)?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(ApiError::internal)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// Whether `password` matches a stored PHC hash.
+pub async fn verify_password(password: &str, stored_hash: &str) -> Result<bool, ApiError> {
+    let (password, stored_hash) = (password.to_string(), stored_hash.to_string());
+    tokio::task::spawn_blocking(move || {
+        let parsed = PasswordHash::new(&stored_hash).map_err(ApiError::internal)?;
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// A fresh bearer token: 32 random bytes, base64url.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What the store keeps of a token: its SHA-256, hex.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Creates `admin`/`secret` (password change required) unless it exists.
+/// Safe to run from any number of webapps at once.
+pub async fn ensure_default_admin(store: &Store) -> anyhow::Result<()> {
+    if store.user(DEFAULT_ADMIN).await?.is_some() {
+        return Ok(());
+    }
+    let password_hash = hash_password(DEFAULT_PASSWORD).await?;
+    let admin = UserRecord {
+        username: DEFAULT_ADMIN.to_string(),
+        password_hash,
+        role: "admin".to_string(),
+        must_change: true,
+    };
+    store.ensure_user(&admin).await?;
+    Ok(())
+}
+
+/// Creates a user with an already chosen password (no change required).
+pub async fn create_user(
+    store: &Store,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> anyhow::Result<()> {
+    let user = UserRecord {
+        username: username.to_string(),
+        password_hash: hash_password(password).await?,
+        role: if role == Role::Admin { "admin" } else { "user" }.to_string(),
+        must_change: false,
+    };
+    store.ensure_user(&user).await?;
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_rules_name_every_broken_rule() {
+        assert!(password_problems("Str0ng!pass").is_empty());
+        assert_eq!(password_problems("S0!a").len(), 1);
+        assert_eq!(password_problems("secret").len(), 4);
+        assert_eq!(
+            password_problems(&format!("Aa1!{}", "x".repeat(61))).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn token_is_43_base64url_chars_and_hashes_to_64_hex() {
+        let token = new_token();
+        assert_eq!(token.len(), 43);
+        assert_ne!(token, new_token());
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn apikey_is_scoped_to_health_metrics_and_stats() {
+        assert!(apikey_allowed("/v1/health"));
+        assert!(apikey_allowed("/metrics"));
+        assert!(apikey_allowed("/v1/stats/app"));
+        assert!(!apikey_allowed("/v1/messages"));
+        assert!(!apikey_allowed("/v1/settings/application"));
+    }
+}

@@ -1,0 +1,138 @@
+//! Where a message goes: its shard (the default rule over the cluster's shard
+//! count) and, once it is stored, a best-effort wake-up of that shard's owner.
+//!
+//! The wake only shortens the delay before the owner sends: the outbox in the
+//! database is the real hand-off, so a failed or skipped wake loses nothing.
+//! Wakes are coalesced per shard, so a burst of messages costs each owner one
+//! call in flight plus at most one more, never one task per message.
+
+use crate::error::{ApiError, ErrorKind};
+use shardgate_core::control::ControlClient;
+use shardgate_core::store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a looked-up shard owner address is trusted.
+const OWNER_CACHE_TTL: Duration = Duration::from_millis(200);
+/// How long a wake call may take before it is given up.
+const WAKE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Chooses shards and wakes their owners; cheap to clone.
+#[derive(Clone)]
+pub struct ShardRouter {
+    store: Store,
+    control: ControlClient,
+    owners: Arc<tokio::sync::Mutex<OwnerCache>>,
+    wakes: Arc<Mutex<HashMap<u32, WakeState>>>,
+}
+
+/// Control addresses of the shard owners, as of `read_at`.
+#[derive(Default)]
+struct OwnerCache {
+    read_at: Option<Instant>,
+    addr_of_shard: HashMap<u32, String>,
+}
+
+/// A wake in flight for a shard, and whether another is owed after it.
+struct WakeState {
+    again: bool,
+}
+
+impl ShardRouter {
+    /// A router over `store`.
+    pub fn new(store: Store, control: ControlClient) -> ShardRouter {
+        ShardRouter {
+            store,
+            control,
+            owners: Arc::default(),
+            wakes: Arc::default(),
+        }
+    }
+
+    /// The shard of `recipient` under the default rule.
+    ///
+    /// The shard count is read on every call, not cached: a recipient routed
+    /// with a stale count could land on two shards and lose its ordering.
+    pub async fn shard_of(&self, recipient: &str) -> Result<u32, ApiError> {
+        let info = self.store.cluster_info().await?.ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::ServiceNotReady,
+                "the cluster has no shard count yet: start a master so that it sets up the cluster",
+            )
+        })?;
+        Ok(shardgate_core::routing::default_shard(
+            recipient,
+            info.shards,
+        ))
+    }
+
+    /// Tells the owner of `shard` that it has new messages, in the background.
+    pub fn wake_owner(&self, shard: u32) {
+        {
+            let mut wakes = self.wakes.lock().expect("wake table lock");
+            if let Some(state) = wakes.get_mut(&shard) {
+                state.again = true;
+                return;
+            }
+            wakes.insert(shard, WakeState { again: false });
+        }
+        let router = self.clone();
+        tokio::spawn(async move {
+            loop {
+                router.wake_once(shard).await;
+                let mut wakes = router.wakes.lock().expect("wake table lock");
+                let state = wakes.get_mut(&shard).expect("in-flight wake is registered");
+                if state.again {
+                    state.again = false;
+                } else {
+                    wakes.remove(&shard);
+                    return;
+                }
+            }
+        });
+    }
+
+    async fn wake_once(&self, shard: u32) {
+        let addr = match self.owner_addr(shard).await {
+            Ok(Some(addr)) => addr,
+            Ok(None) => return, // no owner now: the next primary reads the outbox when it starts
+            Err(e) => {
+                tracing::debug!(shard, "cannot look up the shard owner to wake it: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.control.wake(&addr, shard, WAKE_TIMEOUT).await {
+            tracing::debug!(
+                shard,
+                "wake of the shard owner failed; it will find the message by polling: {e}"
+            );
+        }
+    }
+
+    /// The control address of the node the shard map names as the shard's owner.
+    async fn owner_addr(
+        &self,
+        shard: u32,
+    ) -> Result<Option<String>, shardgate_core::store::StoreError> {
+        let mut cache = self.owners.lock().await;
+        if cache
+            .read_at
+            .is_none_or(|at| at.elapsed() > OWNER_CACHE_TTL)
+        {
+            let map = self.store.shard_map().await?;
+            let (_, nodes) = self.store.nodes().await?;
+            cache.addr_of_shard = map
+                .rows
+                .iter()
+                .filter(|row| !row.owner.is_empty())
+                .filter_map(|row| {
+                    let node = nodes.iter().find(|n| n.node_id == row.owner)?;
+                    Some((row.shard, node.control_addr.clone()))
+                })
+                .collect();
+            cache.read_at = Some(Instant::now());
+        }
+        Ok(cache.addr_of_shard.get(&shard).cloned())
+    }
+}
