@@ -126,6 +126,11 @@ impl NodeProcess {
         Ok(())
     }
 
+    /// `kill -9` without waiting, for drop paths that cannot await.
+    pub fn kill_now(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
     /// `kill -9`, and waits until the process is gone.
     pub async fn kill9(&mut self) -> anyhow::Result<()> {
         self.child.start_kill()?;

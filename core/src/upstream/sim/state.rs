@@ -420,8 +420,9 @@ impl SimState {
         };
         if resend {
             self.counters.resends += 1;
+        } else {
+            self.deliver(key, to);
         }
-        self.deliver(key, to);
         self.messages.push(MessageRecord {
             id: id.to_owned(),
             to: to.to_owned(),

@@ -1,0 +1,387 @@
+//! The cluster harness: a whole Shardgate cluster of real processes (the
+//! built `shardgate` binary) on a real database, with the upstream-sim as
+//! the judge, plus the tools the failover suites need: a steady send load,
+//! a fault-injecting TCP proxy in front of the database, and the checks of
+//! invariants I2 and I3 against the sim's inspection API.
+//!
+//! Clusters run one at a time across all test binaries (a file lock), since
+//! two clusters on two cores would starve each other's heartbeats.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+pub mod load;
+pub mod proxy;
+
+use serde_json::{json, Value};
+use shardgate::supervisor::{start_node, LogSink, NodeProcess, NodeSpec};
+use shardgate_core::config::DbEngine;
+use shardgate_core::store::shard_map::ShardRow;
+use shardgate_core::store::Store;
+use shardgate_core::testing::TestDatabase;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The settings every failover test runs with: heartbeat 0.2 s, unhealthy 1 s.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Database engine.
+    pub engine: DbEngine,
+    /// Shard count.
+    pub shards: u32,
+    /// Coreapps.
+    pub coreapps: usize,
+    /// Masters.
+    pub masters: usize,
+    /// Seconds.
+    pub heartbeat_interval: f64,
+    /// Seconds.
+    pub unhealthy_interval: f64,
+    /// Seconds, the sim's keepalive timeout.
+    pub session_timeout: f64,
+    /// Put a fault-injecting proxy between the nodes and the database server.
+    pub db_proxy: bool,
+}
+
+impl ClusterSpec {
+    /// Fast settings on `engine`: 1 shard, 3 coreapps, 2 masters.
+    pub fn fast(engine: DbEngine) -> ClusterSpec {
+        ClusterSpec {
+            engine,
+            shards: 1,
+            coreapps: 3,
+            masters: 2,
+            heartbeat_interval: 0.2,
+            unhealthy_interval: 1.0,
+            session_timeout: 0.3,
+            db_proxy: false,
+        }
+    }
+}
+
+/// A running cluster; dropping it kills every process and drops the database.
+pub struct Cluster {
+    /// The spec it was started with.
+    pub spec: ClusterSpec,
+    /// The upstream-sim.
+    pub sim: NodeProcess,
+    /// Masters, `master-1`...
+    pub masters: Vec<NodeProcess>,
+    /// Coreapps, `coreapp-1`...
+    pub coreapps: Vec<NodeProcess>,
+    /// The webapp.
+    pub webapp: NodeProcess,
+    /// Base URL of the REST API.
+    pub api: String,
+    /// Base URL of the sim's inspection API.
+    pub sim_api: String,
+    /// Bearer token of the admin.
+    pub token: String,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    /// Direct store access, for assertions on the shard map.
+    pub store: Store,
+    /// The proxy in front of the database, when asked for.
+    pub proxy: Option<proxy::FaultProxy>,
+    /// Logs of every node.
+    pub dir: PathBuf,
+    db: TestDatabase,
+    _lock: ClusterLock,
+}
+
+/// Serializes clusters across test processes.
+struct ClusterLock(std::fs::File);
+
+impl ClusterLock {
+    async fn acquire() -> ClusterLock {
+        let path = std::env::temp_dir().join("shardgate-cluster-tests.lock");
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).expect("lock file");
+            // SAFETY: flock on a descriptor we own; released when the file closes.
+            let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
+            assert_eq!(rc, 0, "flock failed");
+            ClusterLock(file)
+        })
+        .await
+        .expect("lock task")
+    }
+}
+
+/// Returns `None` when the database server tests are skipped.
+pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
+    let lock = ClusterLock::acquire().await;
+    let db = TestDatabase::create(spec.engine).await?;
+    let dir = std::env::temp_dir().join(format!("shardgate-cluster-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("cluster dir");
+    let mut db_args = db.cli_args();
+    let proxy = if spec.db_proxy {
+        let upstream_port = match spec.engine {
+            DbEngine::Postgres => 5432,
+            DbEngine::MySql => 3306,
+            DbEngine::Sqlite => panic!("SQLite has no server to cut off"),
+        };
+        let proxy = proxy::FaultProxy::start(format!("127.0.0.1:{upstream_port}")).await;
+        db_args.extend(["--db-port".to_string(), proxy.port().to_string()]);
+        Some(proxy)
+    } else {
+        None
+    };
+    // The harness itself reads the database directly, never through the proxy.
+    let store = Store::connect(&db.config).await.expect("harness store");
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_shardgate"));
+    let node = |name: &str, args: Vec<String>| {
+        let spec = NodeSpec { name: name.to_string(), args, env: Vec::new() };
+        let sink = LogSink { file: dir.join(format!("{name}.log")), echo: false };
+        let exe = exe.clone();
+        async move { start_node(&exe, &spec, &sink, Duration::from_secs(60)).await.expect("node starts") }
+    };
+    let s = |v: &str| v.to_string();
+    let sim = node(
+        "upstream-sim",
+        vec![
+            s("upstream-sim"),
+            s("--listen"),
+            s("127.0.0.1:0"),
+            s("--http-listen"),
+            s("127.0.0.1:0"),
+            s("--session-timeout"),
+            spec.session_timeout.to_string(),
+            s("--receipt-delay-ms"),
+            s("20"),
+        ],
+    )
+    .await;
+    let mut masters = Vec::new();
+    for i in 1..=spec.masters {
+        let mut args = vec![s("master"), s("--node-id"), format!("master-{i}"), s("--control-listen"), s("127.0.0.1:0")];
+        args.extend(db_args.clone());
+        args.extend([
+            s("--shards"),
+            spec.shards.to_string(),
+            s("--heartbeat-interval"),
+            spec.heartbeat_interval.to_string(),
+            s("--unhealthy-interval"),
+            spec.unhealthy_interval.to_string(),
+            s("--upstream-session-timeout"),
+            spec.session_timeout.to_string(),
+        ]);
+        masters.push(node(&format!("master-{i}"), args).await);
+    }
+    let mut coreapps = Vec::new();
+    for i in 1..=spec.coreapps {
+        let mut args = vec![s("coreapp"), s("--node-id"), format!("coreapp-{i}"), s("--control-listen"), s("127.0.0.1:0")];
+        args.extend(db_args.clone());
+        args.extend([s("--upstream"), sim.ready_str("session_addr")]);
+        coreapps.push(node(&format!("coreapp-{i}"), args).await);
+    }
+    let mut args = vec![s("webapp"), s("--node-id"), s("webapp-1"), s("--listen"), s("127.0.0.1:0")];
+    args.extend(db_args.clone());
+    let webapp = node("webapp-1", args).await;
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client");
+    let api = format!("http://{}", webapp.ready_str("api_addr"));
+    let sim_api = format!("http://{}", sim.ready_str("http_addr"));
+    let token = login(&http, &api).await;
+    let cluster = Cluster {
+        spec,
+        sim,
+        masters,
+        coreapps,
+        webapp,
+        api,
+        sim_api,
+        token,
+        http,
+        store,
+        proxy,
+        dir,
+        db,
+        _lock: lock,
+    };
+    cluster.wait_all_shards_served(Duration::from_secs(30)).await;
+    Some(cluster)
+}
+
+/// Sets the admin password on first login and returns a bearer token.
+async fn login(http: &reqwest::Client, api: &str) -> String {
+    let response = http
+        .post(format!("{api}/v1/users/login"))
+        .basic_auth("admin", Some("secret"))
+        .json(&json!({"new_password": "Sh4rdgate!pass"}))
+        .send()
+        .await
+        .expect("login");
+    assert!(response.status().is_success(), "first login: {}", response.text().await.unwrap_or_default());
+    let body: Value = response.json().await.expect("login json");
+    body["users"][0]["token"].as_str().expect("token").to_string()
+}
+
+/// Polls `check` every 20 ms until it yields a value or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Cluster {
+    /// The coreapp process named `node_id`.
+    pub fn coreapp(&mut self, node_id: &str) -> &mut NodeProcess {
+        self.coreapps.iter_mut().find(|c| c.name == node_id).unwrap_or_else(|| panic!("no coreapp {node_id}"))
+    }
+
+    /// The shard map row of `shard`.
+    pub async fn shard(&self, shard: u32) -> ShardRow {
+        let map = self.store.shard_map().await.expect("shard map");
+        map.rows.into_iter().find(|r| r.shard == shard).expect("shard row")
+    }
+
+    /// Waits until every shard has a claimed, live lease and an open session at the sim.
+    pub async fn wait_all_shards_served(&self, timeout: Duration) -> Vec<ShardRow> {
+        let shards = self.spec.shards as usize;
+        wait_for("every shard to have a primary with an open session", timeout, || async {
+            let map = self.store.shard_map().await.ok()?;
+            let served = map.rows.len() == shards && map.rows.iter().all(|r| r.lease_live(map.now));
+            let open = self.sim_stats().await["sessions_open"].as_u64() == Some(shards as u64);
+            (served && open).then_some(map.rows)
+        })
+        .await
+    }
+
+    /// Waits until `shard` is claimed under an epoch above `old_epoch`.
+    pub async fn wait_new_primary(&self, shard: u32, old_epoch: i64, timeout: Duration) -> ShardRow {
+        wait_for(&format!("a new primary for shard {shard}"), timeout, || async {
+            let row = self.shard(shard).await;
+            let now = self.store.now_ms().await.ok()?;
+            (row.epoch > old_epoch && row.lease_live(now)).then_some(row)
+        })
+        .await
+    }
+
+    /// `POST /v1/messages`; the message id, or the HTTP status and body of a refusal.
+    pub async fn send_text(&self, to: &str, body: &str) -> Result<String, String> {
+        send_text(&self.http, &self.api, &self.token, to, body).await
+    }
+
+    /// `GET /sim/stats`.
+    pub async fn sim_stats(&self) -> Value {
+        self.sim_get("/sim/stats").await
+    }
+
+    /// A GET on the sim's inspection API.
+    pub async fn sim_get(&self, path: &str) -> Value {
+        self.http.get(format!("{}{path}", self.sim_api)).send().await.expect("sim").json().await.expect("sim json")
+    }
+
+    /// Waits until every id in `acked` was delivered by the sim.
+    pub async fn wait_delivered(&self, acked: &[String], timeout: Duration) {
+        wait_for(&format!("delivery of all {} acknowledged messages", acked.len()), timeout, || async {
+            let delivered = self.delivery_counts().await;
+            acked.iter().all(|id| delivered.contains_key(id)).then_some(())
+        })
+        .await
+    }
+
+    /// How many times the sim delivered each id.
+    pub async fn delivery_counts(&self) -> HashMap<String, u64> {
+        let messages = self.sim_get("/sim/messages").await;
+        let mut counts = HashMap::new();
+        for m in messages["messages"].as_array().into_iter().flatten() {
+            if m["delivered"].as_bool() == Some(true) {
+                *counts.entry(m["id"].as_str().unwrap_or_default().to_string()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Invariants I2 and I3 as the sim judges them: no conflict, no ban, every
+    /// acknowledged message delivered exactly once, nothing unknown delivered,
+    /// and each recipient's messages delivered in the order they were acknowledged.
+    pub async fn assert_exactly_once_in_order(&self, load: &load::LoadReport) {
+        let stats = self.sim_stats().await;
+        assert_eq!(stats["conflicts"], 0, "upstream conflicts: {stats}\n{}", self.logs_hint());
+        assert_eq!(stats["bans"], 0, "bans: {stats}");
+        assert_eq!(stats["duplicate_deliveries"], 0, "duplicate deliveries: {stats}");
+        let counts = self.delivery_counts().await;
+        for id in load.acked_ids() {
+            assert_eq!(counts.get(&id).copied().unwrap_or(0), 1, "acknowledged message {id} delivered {:?} times", counts.get(&id));
+        }
+        let acked: std::collections::HashSet<String> = load.acked_ids().into_iter().collect();
+        // A request whose answer was lost may have been stored and delivered;
+        // without such requests, nothing but acknowledged messages may arrive.
+        if load.unknown_outcomes() == 0 {
+            for id in counts.keys() {
+                assert!(acked.contains(id), "delivered a message nobody was told was accepted: {id}");
+            }
+        }
+        let deliveries = self.sim_get("/sim/deliveries").await;
+        for (to, expected) in load.acked_by_recipient() {
+            let got: Vec<String> = deliveries["deliveries"][&to]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .filter(|id| acked.contains(id))
+                .collect();
+            assert_eq!(got, expected, "delivery order to {to}");
+        }
+    }
+
+    /// Where the node logs are, for failure messages.
+    pub fn logs_hint(&self) -> String {
+        format!("node logs in {}", self.dir.display())
+    }
+
+}
+
+/// `POST /v1/messages` with a given client.
+pub async fn send_text(http: &reqwest::Client, api: &str, token: &str, to: &str, body: &str) -> Result<String, String> {
+    let response = http
+        .post(format!("{api}/v1/messages"))
+        .bearer_auth(token)
+        .json(&json!({"to": to, "type": "text", "text": {"body": body}}))
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| format!("{status}: unreadable body: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("{status}: {body}"));
+    }
+    body["messages"][0]["id"].as_str().map(str::to_string).ok_or_else(|| format!("no id in {body}"))
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Kill every node and give the kernel a moment to close their
+        // database connections before the guard drops the database.
+        for node in std::iter::once(&mut self.webapp)
+            .chain(self.coreapps.iter_mut())
+            .chain(self.masters.iter_mut())
+            .chain(std::iter::once(&mut self.sim))
+        {
+            node.kill_now();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("cluster logs kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// Reads the last `n` lines of a log, for failure messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
