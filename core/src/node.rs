@@ -25,6 +25,15 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
+    /// Checks what can be checked before binding anything, so that a bad
+    /// setting stops the node at once with one line naming it.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(list) = &self.external_ports {
+            parse_external_ports(list)?;
+        }
+        Ok(())
+    }
+
     /// The `host:port` other nodes use to reach the control API bound at `bound`.
     pub fn advertised_control_addr(&self, bound: SocketAddr) -> Result<String, String> {
         let port = match &self.external_ports {

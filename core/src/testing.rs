@@ -64,6 +64,15 @@ impl TestDatabase {
     }
 }
 
+impl crate::store::Store {
+    /// Sets the stored schema version, as a newer build would have.
+    pub async fn forge_schema_version_for_tests(&self, version: i64) -> crate::store::StoreResult<()> {
+        let sql = self.sql("UPDATE schema_version SET version = ? WHERE id = 1");
+        sqlx::query(&sql).bind(version).execute(self.pool()).await?;
+        Ok(())
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let config = self.config.clone();

@@ -91,10 +91,10 @@ pub struct Cluster {
 }
 
 /// Serializes clusters across test processes.
-struct ClusterLock(std::fs::File);
+pub struct ClusterLock(std::fs::File);
 
 impl ClusterLock {
-    async fn acquire() -> ClusterLock {
+    pub async fn acquire() -> ClusterLock {
         let path = std::env::temp_dir().join("shardgate-cluster-tests.lock");
         tokio::task::spawn_blocking(move || {
             let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).expect("lock file");

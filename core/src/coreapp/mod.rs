@@ -69,6 +69,7 @@ impl CoreappNode {
 /// Runs a coreapp node until it is asked to stop.
 pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
     log_ignored_official_env();
+    config.node.validate().map_err(anyhow::Error::msg)?;
     let store = Store::connect(&config.db).await.context("cannot open the database (WA_DB_*)")?;
     wait_for_schema(&store, "coreapp").await?;
     let identity = NodeIdentity::new(config.node.node_id.clone(), "coreapp");

@@ -114,6 +114,7 @@ impl MasterNode {
 pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
     log_ignored_official_env();
     let initial = config.initial_settings()?;
+    config.node.validate().map_err(anyhow::Error::msg)?;
     let store = Store::connect(&config.db).await.context("cannot open the database (WA_DB_*)")?;
     store.bootstrap().await.context("cannot create the master lease table")?;
     store.check_not_newer().await?;
