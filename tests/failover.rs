@@ -45,7 +45,7 @@ async fn kill9_primary_coreapp(engine: DbEngine) {
     let report = load.finish().await;
     cluster.wait_delivered(&report.acked_ids(), Duration::from_secs(30)).await;
     cluster.assert_exactly_once_in_order(&report).await;
-    assert_eq!(report.refused(), 0, "the API must keep accepting during the failover");
+    assert_eq!(report.refused() + report.unknown_outcomes(), 0, "the API must keep accepting during the failover");
 }
 
 async fn paused_primary_never_overlaps_new_primary(engine: DbEngine) {
@@ -114,7 +114,7 @@ async fn masters_down_coreapps_keep_serving(engine: DbEngine) {
     for m in cluster.masters.iter_mut() {
         m.kill9().await.expect("kill -9 master");
     }
-    let sessions_before = cluster.sim_stats().await["sessions_opened"].as_u64();
+    let sessions_before = cluster.sim_stats().await["sessions_opened"].as_u64().expect("sessions_opened");
     let shard_before = cluster.shard(0).await;
     let load = load::start(cluster.http.clone(), cluster.api.clone(), cluster.token.clone(), RECIPIENTS, RATE);
     // Run well past the lease TTL and the unhealthy interval with no master.
@@ -123,8 +123,16 @@ async fn masters_down_coreapps_keep_serving(engine: DbEngine) {
     assert!(report.acked_ids().len() >= 20, "the API must accept while no master runs");
     cluster.wait_delivered(&report.acked_ids(), Duration::from_secs(30)).await;
     cluster.assert_exactly_once_in_order(&report).await;
-    assert_eq!(cluster.sim_stats().await["sessions_opened"].as_u64(), sessions_before, "the session must survive");
+    // No reassignment can happen without a master: the same coreapp served
+    // under the same epoch throughout (it may reconnect, e.g. after a slow
+    // renewal made it fence itself, but only as itself).
     assert_eq!(cluster.shard(0).await.epoch, shard_before.epoch);
+    let sessions = cluster.sim_get("/sim/sessions").await;
+    let during: Vec<&Value> = sessions["sessions"].as_array().unwrap().iter().skip(sessions_before as usize).collect();
+    for s in during {
+        assert_eq!(s["node"], shard_before.owner.as_str(), "only the primary may open sessions: {s}");
+        assert_eq!(s["epoch"], shard_before.epoch, "{s}");
+    }
 }
 
 async fn database_outage_self_fences_and_recovers(engine: DbEngine) {

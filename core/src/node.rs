@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Identity and control-API settings shared by masters and coreapps.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {
-    /// Stable node id; defaults to <role>-<hostname>-<pid>.
+    /// Stable node id; defaults to the advertised control address (host:port).
     #[arg(long = "node-id", env = "SHARDGATE_NODE_ID")]
     pub node_id: Option<String>,
     /// Address the control API (heartbeats, status, wake-ups) listens on; port 0 picks one.
@@ -86,11 +86,24 @@ pub struct NodeIdentity {
 }
 
 impl NodeIdentity {
-    /// A fresh identity for this process.
-    pub fn new(node_id: Option<String>, role: &str) -> NodeIdentity {
-        let node_id =
-            node_id.unwrap_or_else(|| format!("{role}-{}-{}", machine_hostname(), std::process::id()));
-        NodeIdentity { node_id, instance_id: uuid::Uuid::new_v4().simple().to_string() }
+    /// A fresh identity for this process. The default id is the address
+    /// other nodes reach it at (`host:port`, as the on-prem health keys
+    /// are): stable across restarts, unique per host and port.
+    pub fn new(node_id: Option<String>, advertised_addr: &str) -> NodeIdentity {
+        NodeIdentity {
+            node_id: node_id.unwrap_or_else(|| advertised_addr.to_string()),
+            instance_id: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+}
+
+/// `host:port` for a bound address: the machine's host name when bound to
+/// all interfaces, the address itself otherwise.
+pub fn reachable_addr(bound: SocketAddr) -> String {
+    if bound.ip().is_unspecified() {
+        format!("{}:{}", machine_hostname(), bound.port())
+    } else {
+        bound.to_string()
     }
 }
 

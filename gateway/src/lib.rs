@@ -45,7 +45,7 @@ pub struct WebappConfig {
     /// API key accepted as `Authorization: Apikey <key>` on health, metrics and stats.
     #[arg(long, env = "WA_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Node id (defaults to webapp-<hostname>-<pid>).
+    /// Node id (defaults to the API address, host:port).
     #[arg(long, env = "SHARDGATE_NODE_ID")]
     pub node_id: Option<String>,
 }
@@ -56,17 +56,17 @@ pub async fn run(config: WebappConfig) -> anyhow::Result<()> {
         .await
         .context("cannot connect to the database")?;
     wait_for_schema(&store, "webapp").await?;
-    let identity = NodeIdentity::new(config.node_id, "webapp");
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let api_addr = listener.local_addr()?;
+    let identity = NodeIdentity::new(config.node_id, &shardgate_core::node::reachable_addr(api_addr));
     store
         .register_node(&NodeRecord {
             node_id: identity.node_id.clone(),
             role: "webapp".to_string(),
             instance_id: identity.instance_id.clone(),
-            control_addr: api_addr.to_string(),
+            control_addr: shardgate_core::node::reachable_addr(api_addr),
             version: shardgate_core::VERSION.to_string(),
             pid: i64::from(std::process::id()),
             started_at: 0,

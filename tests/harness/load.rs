@@ -11,9 +11,9 @@ use tokio::time::Instant;
 pub enum Outcome {
     /// Answered with this message id: the message is durable.
     Acked(String),
-    /// Refused with an error answer: not stored.
+    /// Refused with a client error (4xx): not stored.
     Refused(String),
-    /// No answer (transport failure): may or may not be stored.
+    /// No answer, or a server error: may or may not be stored.
     Unknown(String),
 }
 
@@ -119,8 +119,10 @@ pub fn start(http: reqwest::Client, api: String, token: String, recipients: usiz
                     let sent_at = started.elapsed();
                     let outcome = match super::send_text(&http, &api, &token, &to, &body).await {
                         Ok(id) => Outcome::Acked(id),
-                        Err(e) if e.starts_with("request failed") => Outcome::Unknown(e),
-                        Err(e) => Outcome::Refused(e),
+                        // A 5xx (say, the database cut off around the commit) or a
+                        // lost answer leaves the outcome open; a 4xx is a refusal.
+                        Err(e) if e.starts_with('4') => Outcome::Refused(e),
+                        Err(e) => Outcome::Unknown(e),
                     };
                     records.push(Record { to: to.clone(), body, sent_at, answered_at: started.elapsed(), outcome });
                     next += period;

@@ -118,7 +118,7 @@ impl LeaseKeeper {
     /// One pass; returns how long until a pending claim becomes possible.
     async fn tick(&mut self, timing: &Timing) -> Option<Duration> {
         self.renew_all(timing).await;
-        let map = match tokio::time::timeout(timing.renew_every.max(Duration::from_millis(100)), self.store.shard_map()).await {
+        let map = match tokio::time::timeout(db_call_timeout(timing), self.store.shard_map()).await {
             Ok(Ok(map)) => map,
             Ok(Err(e)) => {
                 tracing::debug!("cannot read the shard map: {e}");
@@ -162,7 +162,7 @@ impl LeaseKeeper {
         for (shard, epoch) in shards {
             let sent = Instant::now();
             let renewal = self.store.renew_shard(shard, epoch, &self.identity.instance_id, timing.shard_lease_ttl);
-            match tokio::time::timeout(timing.renew_every.max(Duration::from_millis(100)), renewal).await {
+            match tokio::time::timeout(db_call_timeout(timing), renewal).await {
                 Ok(Ok(true)) => {
                     if let Some(held) = self.held.get(&shard) {
                         held.grant.send_modify(|g| g.usable_until = sent + timing.session_usable);
@@ -222,4 +222,12 @@ impl LeaseKeeper {
             }
         }
     }
+}
+
+/// How long one lease call may take before the keeper moves on. A slow
+/// renewal is safe whatever it takes (the grant counts from when it was
+/// sent), so this only bounds how long the loop can be stuck; half the usable
+/// window lets a loaded database answer without costing the session.
+fn db_call_timeout(timing: &Timing) -> Duration {
+    timing.renew_every.max(timing.session_usable / 2)
 }

@@ -72,11 +72,11 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
     config.node.validate().map_err(anyhow::Error::msg)?;
     let store = Store::connect(&config.db).await.context("cannot open the database (WA_DB_*)")?;
     wait_for_schema(&store, "coreapp").await?;
-    let identity = NodeIdentity::new(config.node.node_id.clone(), "coreapp");
     let listener = tokio::net::TcpListener::bind(config.node.control_listen)
         .await
         .with_context(|| format!("cannot listen on {} (SHARDGATE_CONTROL_LISTEN)", config.node.control_listen))?;
     let control_addr = config.node.advertised_control_addr(listener.local_addr()?).map_err(anyhow::Error::msg)?;
+    let identity = NodeIdentity::new(config.node.node_id.clone(), &control_addr);
     store
         .register_node(&NodeRecord {
             node_id: identity.node_id.clone(),

@@ -194,6 +194,13 @@ fn decide_shard(view: &ClusterView, row: &ShardRow, planned: &[(String, u32)], t
         ("unassigned".to_string(), "", row.not_before)
     } else {
         match view.unhealthy(&row.owner, &row.owner_instance, timing) {
+            // A healthy owner that cannot claim (it cannot write to the
+            // database, say) must not hold the shard hostage.
+            None if row.owner_instance.is_empty()
+                && view.now - row.updated_at.max(row.not_before) > ms(timing.unhealthy) =>
+            {
+                ("did not claim its assignment in time".to_string(), row.owner.as_str(), row.not_before)
+            }
             None if row.owner_instance.is_empty() => {
                 return ShardDecision::Keep { shard, reason: format!("assigned to {}, waiting for its claim", row.owner) };
             }
@@ -259,6 +266,7 @@ mod tests {
             not_before: 0,
             master_epoch: 1,
             version: 9,
+            updated_at: NOW - 200,
         }
     }
 
@@ -357,6 +365,22 @@ mod tests {
     fn primary_that_stopped_renewing_is_replaced_after_expiry() {
         let v = view(vec![held(0, "c1", "i1", NOW - 2_000)], vec![healthy("c1", "i1"), healthy("c2", "i2")]);
         assert!(matches!(&decide(&v, &timing())[0], ShardDecision::Reassign { to, .. } if to == "c2"));
+    }
+
+    #[test]
+    fn assignment_waits_for_the_claim_then_moves_on_if_none_comes() {
+        let pending = held(0, "c1", "", 0);
+        let v = view(vec![pending.clone()], vec![healthy("c1", "i1"), healthy("c2", "i2")]);
+        assert!(matches!(&decide(&v, &timing())[0], ShardDecision::Keep { .. }));
+        let stale = ShardRow { updated_at: NOW - 5_000, ..pending };
+        let v = view(vec![stale], vec![healthy("c1", "i1"), healthy("c2", "i2")]);
+        match &decide(&v, &timing())[0] {
+            ShardDecision::Reassign { to, reason, .. } => {
+                assert_eq!(to, "c2");
+                assert!(reason.contains("claim"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -118,11 +118,11 @@ pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
     let store = Store::connect(&config.db).await.context("cannot open the database (WA_DB_*)")?;
     store.bootstrap().await.context("cannot create the master lease table")?;
     store.check_not_newer().await?;
-    let identity = NodeIdentity::new(config.node.node_id.clone(), "master");
     let listener = tokio::net::TcpListener::bind(config.node.control_listen)
         .await
         .with_context(|| format!("cannot listen on {} (SHARDGATE_CONTROL_LISTEN)", config.node.control_listen))?;
     let control_addr = config.node.advertised_control_addr(listener.local_addr()?).map_err(anyhow::Error::msg)?;
+    let identity = NodeIdentity::new(config.node.node_id.clone(), &control_addr);
 
     let (timing_tx, timing_rx) = watch::channel(initial.timing()?);
     let (role_tx, role_rx) = watch::channel(MasterRole::Secondary);

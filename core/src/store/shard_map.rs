@@ -29,6 +29,9 @@ pub struct ShardRow {
     pub master_epoch: i64,
     /// Row version, bumped by every write; reassignments are conditioned on it.
     pub version: i64,
+    /// Database-clock time of the last assignment, claim or release (renewals
+    /// do not touch it), unix ms.
+    pub updated_at: i64,
 }
 
 impl ShardRow {
@@ -100,11 +103,11 @@ impl Store {
     pub async fn shard_map(&self) -> StoreResult<ShardMap> {
         let sql = self.sql(
             "SELECT shard, owner, owner_instance, epoch, lease_expires_at, not_before, master_epoch, \
-             version, {now} FROM shard_map ORDER BY shard",
+             version, updated_at, {now} FROM shard_map ORDER BY shard",
         );
         let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
         let now = match rows.first() {
-            Some(r) => r.try_get(8)?,
+            Some(r) => r.try_get(9)?,
             None => self.now_ms().await?,
         };
         let rows = rows
@@ -119,6 +122,7 @@ impl Store {
                     not_before: r.try_get(5)?,
                     master_epoch: r.try_get(6)?,
                     version: r.try_get(7)?,
+                    updated_at: r.try_get(8)?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;

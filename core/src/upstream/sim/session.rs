@@ -158,7 +158,6 @@ impl LiveSession {
                 biased;
                 _ = self.shared.stop.cancelled() => return Ending::silent("sim stopped"),
                 Some(frame) = frames.recv() => frame,
-
                 _ = pings.tick() => {
                     ping_n += 1;
                     ServerFrame::Ping { n: ping_n }
