@@ -202,7 +202,7 @@ async fn dev_starts_every_node_as_a_process_and_ctrl_c_stops_them_all() {
 /// Whether a process exists (and is not a zombie awaiting its parent).
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.split_whitespace().nth(2).is_some_and(|state| state == "Z"),
+        Ok(stat) => stat.split_whitespace().nth(2).is_none_or(|state| state != "Z"),
         Err(_) => false,
     }
 }
