@@ -27,39 +27,17 @@ struct Client {
 
 impl Client {
     /// Connects and sends a hello; returns the sim's first answer.
-    async fn hello(
-        sim: &SimHandle,
-        account: &str,
-        shard: u32,
-        node: &str,
-        epoch: i64,
-    ) -> (Client, ServerFrame) {
-        let stream = TcpStream::connect(sim.session_addr)
-            .await
-            .expect("connect to the sim");
-        let mut client = Client {
-            lines: Framed::new(stream, LinesCodec::new()),
-        };
-        let hello = ClientFrame::Hello {
-            account: account.into(),
-            shard,
-            shards: 4,
-            node: node.into(),
-            epoch,
-        };
+    async fn hello(sim: &SimHandle, account: &str, shard: u32, node: &str, epoch: i64) -> (Client, ServerFrame) {
+        let stream = TcpStream::connect(sim.session_addr).await.expect("connect to the sim");
+        let mut client = Client { lines: Framed::new(stream, LinesCodec::new()) };
+        let hello = ClientFrame::Hello { account: account.into(), shard, shards: 4, node: node.into(), epoch };
         client.send(hello).await;
         let answer = client.next().await;
         (client, answer)
     }
 
     /// Opens a session that must be welcomed; returns it and its id.
-    async fn open(
-        sim: &SimHandle,
-        account: &str,
-        shard: u32,
-        node: &str,
-        epoch: i64,
-    ) -> (Client, String) {
+    async fn open(sim: &SimHandle, account: &str, shard: u32, node: &str, epoch: i64) -> (Client, String) {
         match Client::hello(sim, account, shard, node, epoch).await {
             (client, ServerFrame::Welcome { session }) => (client, session),
             (_, other) => panic!("expected a welcome for {account}/{shard}, got {other:?}"),
@@ -67,26 +45,16 @@ impl Client {
     }
 
     async fn send(&mut self, frame: ClientFrame) {
-        self.lines
-            .send(serde_json::to_string(&frame).unwrap())
-            .await
-            .expect("write to the sim");
+        self.lines.send(serde_json::to_string(&frame).unwrap()).await.expect("write to the sim");
     }
 
     async fn send_message(&mut self, id: &str, to: &str) {
-        self.send(ClientFrame::Send {
-            id: id.into(),
-            to: to.into(),
-            body: format!("body of {id}"),
-        })
-        .await;
+        self.send(ClientFrame::Send { id: id.into(), to: to.into(), body: format!("body of {id}") }).await;
     }
 
     /// The next frame, pings included; `None` once the sim hung up.
     async fn next_raw(&mut self) -> Option<ServerFrame> {
-        let line = tokio::time::timeout(WAIT, self.lines.next())
-            .await
-            .expect("a frame or EOF in time");
+        let line = tokio::time::timeout(WAIT, self.lines.next()).await.expect("a frame or EOF in time");
         match line {
             Some(Ok(line)) => Some(serde_json::from_str(&line).expect("a server frame")),
             Some(Err(_)) | None => None,
@@ -95,23 +63,30 @@ impl Client {
 
     /// The next frame that is not a ping, answering pings like a live coreapp.
     async fn next(&mut self) -> ServerFrame {
-        loop {
-            match self.next_raw().await.expect("the sim hung up") {
-                ServerFrame::Ping { n } => self.send(ClientFrame::Pong { n }).await,
-                frame => return frame,
+        let next = async {
+            loop {
+                match self.next_raw().await.expect("the sim hung up") {
+                    ServerFrame::Ping { n } => self.send(ClientFrame::Pong { n }).await,
+                    frame => return frame,
+                }
             }
-        }
+        };
+        // Pings alone must not keep a test waiting forever.
+        tokio::time::timeout(WAIT, next).await.expect("a frame other than ping in time")
     }
 
     /// Reads until the sim hangs up; returns what came before, pings excluded.
     async fn read_until_hang_up(&mut self) -> Vec<ServerFrame> {
-        let mut frames = Vec::new();
-        while let Some(frame) = self.next_raw().await {
-            if !matches!(frame, ServerFrame::Ping { .. }) {
-                frames.push(frame);
+        let read = async {
+            let mut frames = Vec::new();
+            while let Some(frame) = self.next_raw().await {
+                if !matches!(frame, ServerFrame::Ping { .. }) {
+                    frames.push(frame);
+                }
             }
-        }
-        frames
+            frames
+        };
+        tokio::time::timeout(WAIT, read).await.expect("the sim hangs up in time")
     }
 
     /// Asserts that the sim hangs up with no frame other than pings.
@@ -126,29 +101,15 @@ async fn start(config: SimConfig) -> SimHandle {
 }
 
 async fn get<T: DeserializeOwned>(sim: &SimHandle, path: &str) -> T {
-    let response = reqwest::get(format!("{}{path}", sim.http_url()))
-        .await
-        .expect("GET");
-    assert!(
-        response.status().is_success(),
-        "GET {path}: {}",
-        response.status()
-    );
+    let response = reqwest::get(format!("{}{path}", sim.http_url())).await.expect("GET");
+    assert!(response.status().is_success(), "GET {path}: {}", response.status());
     response.json().await.expect("JSON body")
 }
 
 async fn post(sim: &SimHandle, path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", sim.http_url()))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
-    assert!(
-        response.status().is_success(),
-        "POST {path}: {}",
-        response.status()
-    );
+    let response =
+        reqwest::Client::new().post(format!("{}{path}", sim.http_url())).json(&body).send().await.expect("POST");
+    assert!(response.status().is_success(), "POST {path}: {}", response.status());
     response.json().await.expect("JSON body")
 }
 
@@ -164,10 +125,7 @@ async fn wait_for_stats(sim: &SimHandle, what: &str, done: impl Fn(&SimStats) ->
         if done(&stats) {
             return stats;
         }
-        assert!(
-            started.elapsed() < WAIT,
-            "timed out waiting for {what}: {stats:?}"
-        );
+        assert!(started.elapsed() < WAIT, "timed out waiting for {what}: {stats:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -178,28 +136,20 @@ async fn sessions(sim: &SimHandle) -> Vec<SessionRecord> {
 }
 
 fn session<'a>(all: &'a [SessionRecord], id: &str) -> &'a SessionRecord {
-    all.iter()
-        .find(|s| s.id == id)
-        .unwrap_or_else(|| panic!("no session {id} in {all:?}"))
+    all.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no session {id} in {all:?}"))
 }
 
 fn kicked(reason: &str) -> ServerFrame {
-    ServerFrame::Kicked {
-        reason: reason.into(),
-    }
+    ServerFrame::Kicked { reason: reason.into() }
 }
 
 fn refused(reason: &str) -> ServerFrame {
-    ServerFrame::Refused {
-        reason: reason.into(),
-    }
+    ServerFrame::Refused { reason: reason.into() }
 }
 
 fn receipt_status(frame: &ServerFrame, id: &str) -> ReceiptStatus {
     match frame {
-        ServerFrame::Receipt {
-            id: got, status, ..
-        } if got == id => *status,
+        ServerFrame::Receipt { id: got, status, .. } if got == id => *status,
         other => panic!("expected a receipt for {id}, got {other:?}"),
     }
 }
@@ -228,42 +178,20 @@ async fn second_session_on_a_shard_kicks_the_first_records_a_conflict_and_keeps_
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     let conflict = &conflicts[0];
     assert_eq!(
-        (
-            &conflict.account,
-            conflict.shard,
-            &conflict.old_session,
-            &conflict.old_node,
-            conflict.old_epoch
-        ),
-        (
-            &"15550001".to_string(),
-            0,
-            &old_id,
-            &"node-a".to_string(),
-            1
-        )
+        (&conflict.account, conflict.shard, &conflict.old_session, &conflict.old_node, conflict.old_epoch),
+        (&"15550001".to_string(), 0, &old_id, &"node-a".to_string(), 1)
     );
     assert_eq!(
-        (
-            conflict.new_session.as_ref(),
-            conflict.new_node.as_str(),
-            conflict.new_epoch
-        ),
+        (conflict.new_session.as_ref(), conflict.new_node.as_str(), conflict.new_epoch),
         (Some(&new_id), "node-b", 2)
     );
     // The old connection has hung up; its close must not have freed the
     // shard the new session holds.
     let all = sessions(&sim).await;
-    assert_eq!(
-        session(&all, &old_id).close_reason.as_deref(),
-        Some("conflict")
-    );
+    assert_eq!(session(&all, &old_id).close_reason.as_deref(), Some("conflict"));
     assert!(session(&all, &new_id).open);
     let stats = stats(&sim).await;
-    assert_eq!(
-        (stats.conflicts, stats.sessions_open, stats.sessions_opened),
-        (1, 1, 2)
-    );
+    assert_eq!((stats.conflicts, stats.sessions_open, stats.sessions_opened), (1, 1, 2));
     new.send_message("m1", "15559999").await;
     assert!(matches!(new.next().await, ServerFrame::Ack { id, .. } if id == "m1"));
 }
@@ -296,28 +224,13 @@ async fn three_conflicts_ban_the_account_refuse_its_hellos_and_kick_its_sessions
     assert_eq!(third.next().await, kicked("conflict"));
     assert_eq!(other_shard.next().await, kicked("banned"));
     let (_, answer) = Client::hello(&sim, "15550001", 2, "node-a", 5).await;
-    assert_eq!(
-        answer,
-        refused("banned"),
-        "every shard of a banned account is refused"
-    );
+    assert_eq!(answer, refused("banned"), "every shard of a banned account is refused");
     let _unrelated = Client::open(&sim, "15550002", 0, "node-a", 1).await;
     let stats = stats(&sim).await;
-    assert_eq!(
-        (
-            stats.conflicts,
-            stats.bans,
-            stats.bans_active,
-            stats.sessions_open
-        ),
-        (3, 1, 1, 1)
-    );
+    assert_eq!((stats.conflicts, stats.bans, stats.bans_active, stats.sessions_open), (3, 1, 1, 1));
     let body: Value = get(&sim, "/sim/bans").await;
     let bans: Vec<BanRecord> = serde_json::from_value(body["bans"].clone()).unwrap();
-    assert_eq!(
-        (bans[0].account.as_str(), bans[0].active),
-        ("15550001", true)
-    );
+    assert_eq!((bans[0].account.as_str(), bans[0].active), ("15550001", true));
     assert_eq!(bans[0].until_ms - bans[0].started_at_ms, 3_600_000);
 }
 
@@ -326,10 +239,7 @@ async fn reset_lifts_a_ban_so_the_account_is_welcomed_again() {
     let sim = start(SimConfig::ephemeral()).await;
     ban(&sim, "15550001").await;
 
-    assert_eq!(
-        post(&sim, "/sim/reset", json!({})).await,
-        json!({"bans_lifted": 1})
-    );
+    assert_eq!(post(&sim, "/sim/reset", json!({})).await, json!({"bans_lifted": 1}));
 
     let _welcomed = Client::open(&sim, "15550001", 0, "node-a", 9).await;
     let body: Value = get(&sim, "/sim/bans").await;
@@ -362,20 +272,12 @@ async fn resend_is_acked_with_the_same_server_id_counted_and_delivered_once() {
     };
 
     assert_eq!(acks[0].0, "m1");
-    assert_eq!(
-        acks[2], acks[0],
-        "a resend is acked with the first server id"
-    );
+    assert_eq!(acks[2], acks[0], "a resend is acked with the first server id");
     assert_eq!(resent_ack, acks[0], "also from another session");
     assert_ne!(acks[1].1, acks[0].1, "distinct ids get distinct server ids");
     let stats = stats(&sim).await;
     assert_eq!(
-        (
-            stats.messages_received,
-            stats.unique_messages,
-            stats.resends,
-            stats.duplicate_deliveries
-        ),
+        (stats.messages_received, stats.unique_messages, stats.resends, stats.duplicate_deliveries),
         (4, 2, 2, 0)
     );
     let body: Value = get(&sim, "/sim/deliveries").await;
@@ -384,16 +286,7 @@ async fn resend_is_acked_with_the_same_server_id_counted_and_delivered_once() {
     let messages: Vec<MessageRecord> = serde_json::from_value(body["messages"].clone()).unwrap();
     let seen: Vec<_> = messages
         .iter()
-        .map(|m| {
-            (
-                m.id.as_str(),
-                m.session.as_str(),
-                m.node.as_str(),
-                m.epoch,
-                m.resend,
-                m.delivered,
-            )
-        })
+        .map(|m| (m.id.as_str(), m.session.as_str(), m.node.as_str(), m.epoch, m.resend, m.delivered))
         .collect();
     assert_eq!(
         seen,
@@ -408,45 +301,33 @@ async fn resend_is_acked_with_the_same_server_id_counted_and_delivered_once() {
 
 #[tokio::test]
 async fn session_that_stops_ponging_is_kicked_after_session_timeout() {
-    let sim = start(SimConfig {
-        session_timeout: 0.3,
-        ..SimConfig::ephemeral()
-    })
-    .await;
+    let sim = start(SimConfig { session_timeout: 0.3, ..SimConfig::ephemeral() }).await;
     let (mut silent, id) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
     let welcomed = Instant::now();
 
     let mut pings = 0;
-    let ending = loop {
-        match silent.next_raw().await.expect("kicked before hang-up") {
-            ServerFrame::Ping { .. } => pings += 1,
-            other => break other,
+    let listen = async {
+        loop {
+            match silent.next_raw().await.expect("kicked before hang-up") {
+                ServerFrame::Ping { .. } => pings += 1,
+                other => return other,
+            }
         }
     };
+    let ending = tokio::time::timeout(WAIT, listen).await.expect("kicked in time");
 
     assert_eq!(ending, kicked("keepalive timeout"));
-    assert!(
-        welcomed.elapsed() >= Duration::from_millis(250),
-        "kicked early: {:?}",
-        welcomed.elapsed()
-    );
+    assert!(welcomed.elapsed() >= Duration::from_millis(250), "kicked early: {:?}", welcomed.elapsed());
     assert!(pings >= 2, "pinged every timeout/3, got {pings} pings");
     silent.expect_hang_up().await;
     let all = sessions(&sim).await;
-    assert_eq!(
-        session(&all, &id).close_reason.as_deref(),
-        Some("keepalive timeout")
-    );
+    assert_eq!(session(&all, &id).close_reason.as_deref(), Some("keepalive timeout"));
     assert_eq!(stats(&sim).await.sessions_open, 0);
 }
 
 #[tokio::test]
 async fn session_that_keeps_ponging_outlives_session_timeout() {
-    let sim = start(SimConfig {
-        session_timeout: 0.6,
-        ..SimConfig::ephemeral()
-    })
-    .await;
+    let sim = start(SimConfig { session_timeout: 0.6, ..SimConfig::ephemeral() }).await;
     let (mut live, id) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
 
     // `next` pongs every ping; no other frame may come in three timeouts.
@@ -464,10 +345,7 @@ async fn eof_closes_the_session_at_once_and_frees_its_shard() {
     drop(client);
 
     wait_for_stats(&sim, "the session to close", |s| s.sessions_open == 0).await;
-    assert_eq!(
-        session(&sessions(&sim).await, &id).close_reason.as_deref(),
-        Some("eof")
-    );
+    assert_eq!(session(&sessions(&sim).await, &id).close_reason.as_deref(), Some("eof"));
     let _next = Client::open(&sim, "15550001", 0, "node-b", 2).await;
     assert_eq!(stats(&sim).await.conflicts, 0);
 }
@@ -475,36 +353,20 @@ async fn eof_closes_the_session_at_once_and_frees_its_shard() {
 #[tokio::test]
 async fn receipts_follow_the_ack_and_wait_for_the_next_session_when_none_is_open() {
     // Long enough that `bye` is surely processed before `delivered` is due.
-    let sim = start(SimConfig {
-        receipt_delay_ms: 300,
-        ..SimConfig::ephemeral()
-    })
-    .await;
+    let sim = start(SimConfig { receipt_delay_ms: 300, ..SimConfig::ephemeral() }).await;
     let (mut sender, _) = Client::open(&sim, "15550001", 2, "node-a", 1).await;
     sender.send_message("m1", "15559999").await;
     sender.send(ClientFrame::Bye).await;
 
     assert!(matches!(sender.next().await, ServerFrame::Ack { id, .. } if id == "m1"));
-    assert_eq!(
-        receipt_status(&sender.next().await, "m1"),
-        ReceiptStatus::Sent
-    );
+    assert_eq!(receipt_status(&sender.next().await, "m1"), ReceiptStatus::Sent);
     sender.expect_hang_up().await;
-    wait_for_stats(&sim, "delivered and read to be queued", |s| {
-        s.frames_queued == 2
-    })
-    .await;
+    wait_for_stats(&sim, "delivered and read to be queued", |s| s.frames_queued == 2).await;
 
     let (mut next, _) = Client::open(&sim, "15550001", 2, "node-b", 2).await;
 
-    assert_eq!(
-        receipt_status(&next.next().await, "m1"),
-        ReceiptStatus::Delivered
-    );
-    assert_eq!(
-        receipt_status(&next.next().await, "m1"),
-        ReceiptStatus::Read
-    );
+    assert_eq!(receipt_status(&next.next().await, "m1"), ReceiptStatus::Delivered);
+    assert_eq!(receipt_status(&next.next().await, "m1"), ReceiptStatus::Read);
     assert_eq!(stats(&sim).await.frames_queued, 0);
 }
 
@@ -513,39 +375,23 @@ async fn injected_inbound_reaches_the_open_session_of_its_shard_or_waits_for_one
     let sim = start(SimConfig::ephemeral()).await;
     let (mut shard1, _) = Client::open(&sim, "15550001", 1, "node-a", 1).await;
 
-    let live = post(
-        &sim,
-        "/sim/inbound",
-        json!({"account":"15550001","shard":1,"from":"15557777","body":"hi"}),
-    )
-    .await;
-    let queued = post(
-        &sim,
-        "/sim/inbound",
-        json!({"account":"15550001","shard":0,"from":"15558888","body":"yo"}),
-    )
-    .await;
+    let live = post(&sim, "/sim/inbound", json!({"account":"15550001","shard":1,"from":"15557777","body":"hi"})).await;
+    let queued =
+        post(&sim, "/sim/inbound", json!({"account":"15550001","shard":0,"from":"15558888","body":"yo"})).await;
 
-    assert_eq!(
-        (&live["shard"], &live["queued"]),
-        (&json!(1), &json!(false))
-    );
+    assert_eq!((&live["shard"], &live["queued"]), (&json!(1), &json!(false)));
     match shard1.next().await {
         ServerFrame::Inbound { id, from, body, .. } => {
-            assert_eq!(
-                (json!(id), from.as_str(), body.as_str()),
-                (live["id"].clone(), "15557777", "hi")
-            )
+            assert_eq!((json!(id), from.as_str(), body.as_str()), (live["id"].clone(), "15557777", "hi"))
         }
         other => panic!("expected the inbound message, got {other:?}"),
     }
     assert_eq!(queued["queued"], json!(true));
     let (mut shard0, _) = Client::open(&sim, "15550001", 0, "node-b", 1).await;
     match shard0.next().await {
-        ServerFrame::Inbound { id, from, .. } => assert_eq!(
-            (json!(id), from.as_str()),
-            (queued["id"].clone(), "15558888")
-        ),
+        ServerFrame::Inbound { id, from, .. } => {
+            assert_eq!((json!(id), from.as_str()), (queued["id"].clone(), "15558888"))
+        }
         other => panic!("expected the queued inbound message, got {other:?}"),
     }
     assert_eq!(stats(&sim).await.inbound_injected, 2);
@@ -558,18 +404,12 @@ async fn refuse_fault_refuses_new_sessions_until_switched_off() {
 
     let faults = post(&sim, "/sim/faults", json!({"refuse_sessions": true})).await;
 
-    assert_eq!(
-        faults,
-        json!({"refuse_sessions": true, "ack_delay_ms": 0, "drop_sends": false})
-    );
+    assert_eq!(faults, json!({"refuse_sessions": true, "ack_delay_ms": 0, "drop_sends": false}));
     let (mut refused_client, answer) = Client::hello(&sim, "15550001", 1, "node-a", 1).await;
     assert_eq!(answer, refused("refused"));
     refused_client.expect_hang_up().await;
     existing.send_message("m1", "15559999").await;
-    assert!(
-        matches!(existing.next().await, ServerFrame::Ack { .. }),
-        "open sessions keep working"
-    );
+    assert!(matches!(existing.next().await, ServerFrame::Ack { .. }), "open sessions keep working");
     post(&sim, "/sim/faults", json!({"refuse_sessions": false})).await;
     let _welcomed = Client::open(&sim, "15550001", 1, "node-a", 1).await;
     assert_eq!(stats(&sim).await.sessions_refused, 1);
@@ -604,15 +444,8 @@ async fn ack_delay_fault_holds_acks_back() {
     client.send_message("m1", "15559999").await;
 
     assert!(matches!(client.next().await, ServerFrame::Ack { id, .. } if id == "m1"));
-    assert!(
-        sent.elapsed() >= Duration::from_millis(400),
-        "acked after {:?}",
-        sent.elapsed()
-    );
-    assert_eq!(
-        receipt_status(&client.next().await, "m1"),
-        ReceiptStatus::Sent
-    );
+    assert!(sent.elapsed() >= Duration::from_millis(400), "acked after {:?}", sent.elapsed());
+    assert_eq!(receipt_status(&client.next().await, "m1"), ReceiptStatus::Sent);
 }
 
 #[tokio::test]
@@ -621,20 +454,14 @@ async fn bad_hello_and_unknown_fault_fields_are_rejected() {
 
     let (_, answer) = Client::hello(&sim, "15550001", 7, "node-a", 1).await;
 
-    assert!(
-        matches!(&answer, ServerFrame::Refused { reason } if reason.starts_with("bad hello")),
-        "{answer:?}"
-    );
+    assert!(matches!(&answer, ServerFrame::Refused { reason } if reason.starts_with("bad hello")), "{answer:?}");
     let response = reqwest::Client::new()
         .post(format!("{}/sim/faults", sim.http_url()))
         .json(&json!({"refuse_session": true}))
         .send()
         .await
         .unwrap();
-    assert!(
-        response.status().is_client_error(),
-        "a misspelt fault must not pass silently"
-    );
+    assert!(response.status().is_client_error(), "a misspelt fault must not pass silently");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //! the oldest unacknowledged message, so only what was in flight is resent.
 
 use super::session::{LeaseGrant, SessionEvent, SessionTarget, UpstreamSession};
-use crate::store::messages::{InboundMessage, MessageStatus};
+use crate::store::messages::{InboundMessage, MessageStatus, SessionOutcomes};
 use crate::store::Store;
 use crate::upstream::protocol::{ClientFrame, ReceiptStatus};
 use std::collections::HashSet;
@@ -102,14 +102,16 @@ impl ShardWorker {
     /// Sends one batch, or waits for work; false when the session closed.
     async fn round(&mut self, session: &mut UpstreamSession, epoch: i64) -> crate::store::StoreResult<bool> {
         let pending = self.store.pending_messages(self.target.shard, BATCH).await?;
+        let mut outcomes = SessionOutcomes::default();
         if pending.is_empty() {
-            tokio::select! {
-                _ = self.signals.wake.notified() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = self.grant.changed() => {}
-                event = session.events.recv() => return self.handle(event).await,
-            }
-            return Ok(true);
+            let open = tokio::select! {
+                _ = self.signals.wake.notified() => true,
+                _ = tokio::time::sleep(IDLE_POLL) => true,
+                _ = self.grant.changed() => true,
+                event = session.events.recv() => self.collect(event, &mut outcomes, session),
+            };
+            self.store.record_outcomes(&outcomes).await?;
+            return Ok(open);
         }
         let ids: Vec<String> = pending.iter().map(|m| m.id.clone()).collect();
         self.store.mark_attempt(&ids, epoch, &self.target.node).await?;
@@ -121,46 +123,58 @@ impl ShardWorker {
         }
         let mut waiting: HashSet<String> = ids.into_iter().collect();
         let give_up = Instant::now() + ACK_TIMEOUT;
-        while !waiting.is_empty() {
-            let event = tokio::select! {
-                event = session.events.recv() => event,
+        let mut open = true;
+        while open && !waiting.is_empty() {
+            tokio::select! {
+                event = session.events.recv() => {
+                    open = self.collect(event, &mut outcomes, session);
+                    for (id, _) in &outcomes.acks {
+                        waiting.remove(id);
+                    }
+                }
                 _ = tokio::time::sleep_until(give_up) => {
                     tracing::warn!("shard {}: {} message(s) unacknowledged, will resend", self.target.shard, waiting.len());
-                    return Ok(true);
+                    break;
                 }
-            };
-            if let Some(SessionEvent::Ack { id, .. }) = &event {
-                waiting.remove(id);
-            }
-            if !self.handle(event).await? {
-                return Ok(false);
             }
         }
-        Ok(true)
+        self.store.record_outcomes(&outcomes).await?;
+        Ok(open)
     }
 
-    /// Applies one session event; false when the session closed.
-    async fn handle(&self, event: Option<SessionEvent>) -> crate::store::StoreResult<bool> {
-        match event {
-            Some(SessionEvent::Ack { id, server_id }) => self.store.mark_sent(&id, &server_id).await?,
-            Some(SessionEvent::Receipt { id, status }) => {
-                let status = match status {
-                    ReceiptStatus::Sent => MessageStatus::Sent,
-                    ReceiptStatus::Delivered => MessageStatus::Delivered,
-                    ReceiptStatus::Read => MessageStatus::Read,
-                };
-                self.store.record_receipt(&id, status).await?;
+    /// Adds `event` and every event already queued behind it to `outcomes`;
+    /// false when the session closed.
+    fn collect(&self, event: Option<SessionEvent>, outcomes: &mut SessionOutcomes, session: &mut UpstreamSession) -> bool {
+        let mut next = event;
+        loop {
+            match next {
+                Some(SessionEvent::Ack { id, server_id }) => outcomes.acks.push((id, server_id)),
+                Some(SessionEvent::Receipt { id, status }) => {
+                    let status = match status {
+                        ReceiptStatus::Sent => MessageStatus::Sent,
+                        ReceiptStatus::Delivered => MessageStatus::Delivered,
+                        ReceiptStatus::Read => MessageStatus::Read,
+                    };
+                    outcomes.receipts.push((id, status));
+                }
+                Some(SessionEvent::Inbound { id, from, body, timestamp }) => outcomes.inbound.push(InboundMessage {
+                    id,
+                    sender: from,
+                    body,
+                    // The upstream stamps in milliseconds; webhooks speak seconds.
+                    timestamp_s: timestamp / 1000,
+                    shard: self.target.shard,
+                }),
+                Some(SessionEvent::Closed(reason)) => {
+                    tracing::info!("shard {} session ended: {reason}", self.target.shard);
+                    return false;
+                }
+                None => return false,
             }
-            Some(SessionEvent::Inbound { id, from, body, timestamp }) => {
-                let message = InboundMessage { id, sender: from, body, timestamp_s: timestamp, shard: self.target.shard };
-                self.store.store_inbound(&message).await?;
+            match session.events.try_recv() {
+                Ok(event) => next = Some(event),
+                Err(_) => return true,
             }
-            Some(SessionEvent::Closed(reason)) => {
-                tracing::info!("shard {} session ended: {reason}", self.target.shard);
-                return Ok(false);
-            }
-            None => return Ok(false),
         }
-        Ok(true)
     }
 }

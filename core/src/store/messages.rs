@@ -73,6 +73,28 @@ pub struct PendingMessage {
     pub attempts: i64,
 }
 
+/// Stores an inbound message unless its id is already stored.
+const INSERT_INBOUND: &str = "{insert_ignore} INTO inbound_messages (id, sender, body, timestamp_s, shard, received_at) \
+     VALUES (?, ?, ?, ?, ?, {now})";
+
+/// What a session reported, to be recorded in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOutcomes {
+    /// Acknowledged messages: API id and upstream id.
+    pub acks: Vec<(String, String)>,
+    /// Receipts: API id and new status.
+    pub receipts: Vec<(String, MessageStatus)>,
+    /// Inbound messages (stored once each).
+    pub inbound: Vec<InboundMessage>,
+}
+
+impl SessionOutcomes {
+    /// Whether there is nothing to record.
+    pub fn is_empty(&self) -> bool {
+        self.acks.is_empty() && self.receipts.is_empty() && self.inbound.is_empty()
+    }
+}
+
 /// A message received from the upstream for the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {
@@ -130,39 +152,72 @@ impl Store {
             .collect()
     }
 
-    /// Counts a send attempt before the message goes on the wire, so that a
-    /// resend after a failover is visible in the outbox.
+    /// Counts a send attempt before the messages go on the wire, so that a
+    /// resend after a failover is visible in the outbox. One statement.
     pub async fn mark_attempt(&self, ids: &[String], epoch: i64, node_id: &str) -> StoreResult<()> {
-        let sql = self.sql(
-            "UPDATE messages SET attempts = attempts + 1, sent_epoch = ?, sent_node = ? WHERE id = ?",
-        );
-        for id in ids {
-            sqlx::query(&sql).bind(epoch).bind(node_id).bind(id).execute(self.pool()).await?;
+        if ids.is_empty() {
+            return Ok(());
         }
+        let placeholders = vec!["?"; ids.len()].join(", ");
+        let sql = self.sql(&format!(
+            "UPDATE messages SET attempts = attempts + 1, sent_epoch = ?, sent_node = ? WHERE id IN ({placeholders})"
+        ));
+        let mut query = sqlx::query(&sql).bind(epoch).bind(node_id);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(self.pool()).await?;
         Ok(())
     }
 
     /// Records the upstream's acknowledgement of a message.
     pub async fn mark_sent(&self, id: &str, server_id: &str) -> StoreResult<()> {
-        let sql = self.sql(
-            "UPDATE messages SET status_rank = {greatest}(status_rank, 1), server_id = ?, \
-             sent_at = {now} WHERE id = ?",
-        );
-        sqlx::query(&sql).bind(server_id).bind(id).execute(self.pool()).await?;
-        Ok(())
+        let outcomes = SessionOutcomes { acks: vec![(id.into(), server_id.into())], ..Default::default() };
+        self.record_outcomes(&outcomes).await
     }
 
     /// Records a delivery receipt; a status never moves backwards.
     pub async fn record_receipt(&self, id: &str, status: MessageStatus) -> StoreResult<()> {
-        let column = match status {
-            MessageStatus::Delivered => "delivered_at",
-            MessageStatus::Read => "read_at",
-            MessageStatus::Sent | MessageStatus::Queued => "sent_at",
-        };
-        let sql = self.sql(&format!(
-            "UPDATE messages SET status_rank = {{greatest}}(status_rank, ?), {column} = {{now}} WHERE id = ?"
-        ));
-        sqlx::query(&sql).bind(status as i64).bind(id).execute(self.pool()).await?;
+        let outcomes = SessionOutcomes { receipts: vec![(id.into(), status)], ..Default::default() };
+        self.record_outcomes(&outcomes).await
+    }
+
+    /// Records what a session reported in one transaction: one commit (one
+    /// fsync, one hold of SQLite's write lock) for a whole batch.
+    pub async fn record_outcomes(&self, outcomes: &SessionOutcomes) -> StoreResult<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        let sent = self.sql(
+            "UPDATE messages SET status_rank = {greatest}(status_rank, 1), server_id = ?, sent_at = {now} WHERE id = ?",
+        );
+        for (id, server_id) in &outcomes.acks {
+            sqlx::query(&sent).bind(server_id).bind(id).execute(&mut *tx).await?;
+        }
+        for (id, status) in &outcomes.receipts {
+            let column = match status {
+                MessageStatus::Delivered => "delivered_at",
+                MessageStatus::Read => "read_at",
+                MessageStatus::Sent | MessageStatus::Queued => "sent_at",
+            };
+            let sql = self.sql(&format!(
+                "UPDATE messages SET status_rank = {{greatest}}(status_rank, ?), {column} = {{now}} WHERE id = ?"
+            ));
+            sqlx::query(&sql).bind(*status as i64).bind(id).execute(&mut *tx).await?;
+        }
+        let inbound = self.sql(INSERT_INBOUND);
+        for message in &outcomes.inbound {
+            sqlx::query(&inbound)
+                .bind(&message.id)
+                .bind(&message.sender)
+                .bind(&message.body)
+                .bind(message.timestamp_s)
+                .bind(i64::from(message.shard))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -185,10 +240,7 @@ impl Store {
 
     /// Stores an inbound message once; false when it was already stored.
     pub async fn store_inbound(&self, message: &InboundMessage) -> StoreResult<bool> {
-        let sql = self.sql(
-            "{insert_ignore} INTO inbound_messages (id, sender, body, timestamp_s, shard, received_at) \
-             VALUES (?, ?, ?, ?, ?, {now})",
-        );
+        let sql = self.sql(INSERT_INBOUND);
         Ok(sqlx::query(&sql)
             .bind(&message.id)
             .bind(&message.sender)

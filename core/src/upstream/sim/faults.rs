@@ -47,19 +47,8 @@ mod tests {
 
     #[test]
     fn partial_update_changes_only_the_fields_it_names() {
-        let mut faults = Faults {
-            refuse_sessions: true,
-            ack_delay_ms: 5,
-            drop_sends: false,
-        };
+        let mut faults = Faults { refuse_sessions: true, ack_delay_ms: 5, drop_sends: false };
         faults.apply(serde_json::from_str(r#"{"drop_sends":true}"#).unwrap());
-        assert_eq!(
-            faults,
-            Faults {
-                refuse_sessions: true,
-                ack_delay_ms: 5,
-                drop_sends: true
-            }
-        );
+        assert_eq!(faults, Faults { refuse_sessions: true, ack_delay_ms: 5, drop_sends: true });
     }
 }

@@ -12,9 +12,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::faults::{Faults, FaultsUpdate};
-use super::state::{
-    BanRecord, ConflictRecord, InjectedInbound, MessageRecord, SessionRecord, SimStats,
-};
+use super::state::{BanRecord, ConflictRecord, InjectedInbound, MessageRecord, SessionRecord, SimStats};
 use super::{now_ms, Shared};
 
 /// The routes, bound to one sim.
@@ -46,9 +44,7 @@ struct MessagesResponse {
 }
 
 async fn messages(State(sim): Sim) -> Json<MessagesResponse> {
-    Json(MessagesResponse {
-        messages: sim.state().messages(),
-    })
+    Json(MessagesResponse { messages: sim.state().messages() })
 }
 
 /// `GET /sim/sessions`: every session ever opened.
@@ -58,9 +54,7 @@ struct SessionsResponse {
 }
 
 async fn sessions(State(sim): Sim) -> Json<SessionsResponse> {
-    Json(SessionsResponse {
-        sessions: sim.state().sessions(),
-    })
+    Json(SessionsResponse { sessions: sim.state().sessions() })
 }
 
 /// `GET /sim/conflicts`.
@@ -70,9 +64,7 @@ struct ConflictsResponse {
 }
 
 async fn conflicts(State(sim): Sim) -> Json<ConflictsResponse> {
-    Json(ConflictsResponse {
-        conflicts: sim.state().conflicts(),
-    })
+    Json(ConflictsResponse { conflicts: sim.state().conflicts() })
 }
 
 /// `GET /sim/bans`: every ban ever issued, with whether it is in force.
@@ -82,9 +74,7 @@ struct BansResponse {
 }
 
 async fn bans(State(sim): Sim) -> Json<BansResponse> {
-    Json(BansResponse {
-        bans: sim.state().bans(now_ms()),
-    })
+    Json(BansResponse { bans: sim.state().bans(now_ms()) })
 }
 
 /// `GET /sim/deliveries`: recipient → delivered ids in delivery order.
@@ -94,9 +84,7 @@ struct DeliveriesResponse {
 }
 
 async fn deliveries(State(sim): Sim) -> Json<DeliveriesResponse> {
-    Json(DeliveriesResponse {
-        deliveries: sim.state().deliveries(),
-    })
+    Json(DeliveriesResponse { deliveries: sim.state().deliveries() })
 }
 
 /// `GET /sim/faults`.
@@ -121,9 +109,7 @@ struct InboundRequest {
 }
 
 async fn inject_inbound(State(sim): Sim, Json(req): Json<InboundRequest>) -> Json<InjectedInbound> {
-    let injected =
-        sim.state()
-            .inject_inbound(&req.account, req.shard, &req.from, &req.body, now_ms());
+    let injected = sim.state().inject_inbound(&req.account, req.shard, &req.from, &req.body, now_ms());
     tracing::info!(account = %req.account, shard = injected.shard, id = %injected.id, queued = injected.queued, "inbound injected");
     Json(injected)
 }
@@ -135,7 +121,5 @@ struct ResetResponse {
 }
 
 async fn reset(State(sim): Sim) -> Json<ResetResponse> {
-    Json(ResetResponse {
-        bans_lifted: sim.state().lift_bans(now_ms()),
-    })
+    Json(ResetResponse { bans_lifted: sim.state().lift_bans(now_ms()) })
 }

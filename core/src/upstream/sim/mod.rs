@@ -27,9 +27,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use faults::{Faults, FaultsUpdate};
-pub use state::{
-    BanRecord, ConflictRecord, InjectedInbound, MessageRecord, SessionRecord, SimStats,
-};
+pub use state::{BanRecord, ConflictRecord, InjectedInbound, MessageRecord, SessionRecord, SimStats};
 use state::{SimState, Timings};
 
 /// Settings of one sim; also the `upstream-sim` command line.
@@ -39,11 +37,7 @@ pub struct SimConfig {
     #[arg(long = "listen", env = "SIM_LISTEN", default_value = "127.0.0.1:5222")]
     pub session_listen: SocketAddr,
     /// Address for the JSON inspection API.
-    #[arg(
-        long = "http-listen",
-        env = "SIM_HTTP_LISTEN",
-        default_value = "127.0.0.1:5280"
-    )]
+    #[arg(long = "http-listen", env = "SIM_HTTP_LISTEN", default_value = "127.0.0.1:5280")]
     pub http_listen: SocketAddr,
     /// Seconds without a pong before the sim closes a session (fractional allowed).
     #[arg(long, env = "SIM_SESSION_TIMEOUT", default_value = "10")]
@@ -109,9 +103,7 @@ impl Shared {
     fn state(&self) -> MutexGuard<'_, SimState> {
         // A panic inside a rule is a sim bug; carrying on with half-applied
         // state would make the verdict worthless, so every later call fails too.
-        self.state
-            .lock()
-            .expect("upstream-sim state poisoned by an earlier panic")
+        self.state.lock().expect("upstream-sim state poisoned by an earlier panic")
     }
 }
 
@@ -207,24 +199,19 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut terminate =
-            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         tokio::select! {
             result = tokio::signal::ctrl_c() => result.context("waiting for ctrl-c")?,
             _ = terminate.recv() => {}
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for ctrl-c")?;
+    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
     Ok(())
 }
 
 /// Milliseconds since the unix epoch: the sim's clock for every record.
 fn now_ms() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     since_epoch.as_millis() as i64
 }

@@ -35,18 +35,12 @@ struct Ending {
 
 impl Ending {
     fn silent(reason: impl Into<String>) -> Self {
-        Ending {
-            reason: reason.into(),
-            notice: None,
-        }
+        Ending { reason: reason.into(), notice: None }
     }
 
     fn kicked(reason: impl Into<String>) -> Self {
         let reason = reason.into();
-        Ending {
-            notice: Some(reason.clone()),
-            reason,
-        }
+        Ending { notice: Some(reason.clone()), reason }
     }
 }
 
@@ -63,9 +57,7 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         }
     };
     let (outbox, frames) = unbounded_channel();
-    let opened = shared
-        .state()
-        .open_session(claim.clone(), outbox.clone(), now_ms());
+    let opened = shared.state().open_session(claim.clone(), outbox.clone(), now_ms());
     let id = match opened {
         Ok(id) => id,
         Err(reason) => {
@@ -78,12 +70,7 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         "sim_session", session = %id, account = %claim.account, shard = claim.shard,
         node = %claim.node, epoch = claim.epoch
     );
-    let session = LiveSession {
-        id,
-        claim,
-        shared,
-        outbox,
-    };
+    let session = LiveSession { id, claim, shared, outbox };
     session.run(lines, frames).instrument(span).await;
 }
 
@@ -96,19 +83,9 @@ async fn read_hello(lines: &mut Lines, limit: Duration) -> Result<SessionClaim, 
         Ok(Some(Ok(line))) => line,
     };
     match serde_json::from_str(&line) {
-        Ok(ClientFrame::Hello {
-            account,
-            shard,
-            shards,
-            node,
-            epoch,
-        }) => Ok(SessionClaim {
-            account,
-            shard,
-            shards,
-            node,
-            epoch,
-        }),
+        Ok(ClientFrame::Hello { account, shard, shards, node, epoch }) => {
+            Ok(SessionClaim { account, shard, shards, node, epoch })
+        }
         Ok(other) => Err(format!("expected hello, got {other:?}")),
         Err(error) => Err(format!("bad hello: {error}")),
     }
@@ -142,11 +119,7 @@ impl LiveSession {
     }
 
     /// The session's life: returns when it must end, without closing it.
-    async fn serve_frames(
-        &self,
-        lines: &mut Lines,
-        frames: &mut UnboundedReceiver<ServerFrame>,
-    ) -> Ending {
+    async fn serve_frames(&self, lines: &mut Lines, frames: &mut UnboundedReceiver<ServerFrame>) -> Ending {
         let timeout = self.shared.session_timeout;
         let mut deadline = Instant::now() + timeout;
         let mut pings = interval_at(Instant::now() + timeout / 3, timeout / 3);
@@ -158,6 +131,7 @@ impl LiveSession {
                 biased;
                 _ = self.shared.stop.cancelled() => return Ending::silent("sim stopped"),
                 Some(frame) = frames.recv() => frame,
+                _ = tokio::time::sleep_until(deadline) => return Ending::kicked("keepalive timeout"),
                 _ = pings.tick() => {
                     ping_n += 1;
                     ServerFrame::Ping { n: ping_n }
@@ -198,16 +172,8 @@ impl LiveSession {
 
     /// Records a send, then acks it and schedules its receipts.
     fn on_send(&self, id: String, to: String, body: String) {
-        let outcome = self
-            .shared
-            .state()
-            .receive_send(&self.id, &id, &to, &body, now_ms());
-        let SendOutcome::Accepted {
-            server_id,
-            resend,
-            ack_delay_ms,
-        } = outcome
-        else {
+        let outcome = self.shared.state().receive_send(&self.id, &id, &to, &body, now_ms());
+        let SendOutcome::Accepted { server_id, resend, ack_delay_ms } = outcome else {
             tracing::debug!(%id, ?outcome, "send not acked");
             return;
         };
@@ -251,10 +217,7 @@ impl Acknowledgement {
     /// Acks, and for a first receipt emits the `sent` receipt right behind it.
     fn ack_now(&self) {
         // If the session is gone, so is the ack: the client resends.
-        let _ = self.outbox.send(ServerFrame::Ack {
-            id: self.id.clone(),
-            server_id: self.server_id.clone(),
-        });
+        let _ = self.outbox.send(ServerFrame::Ack { id: self.id.clone(), server_id: self.server_id.clone() });
         if !self.resend {
             self.emit(ReceiptStatus::Sent);
         }
@@ -277,9 +240,7 @@ impl Acknowledgement {
     /// Receipts follow the (account, shard), not the session: they go to
     /// whichever session holds it now, or wait for the next one.
     fn emit(&self, status: ReceiptStatus) {
-        self.shared
-            .state()
-            .emit_receipt(&self.account, self.shard, &self.id, status, now_ms());
+        self.shared.state().emit_receipt(&self.account, self.shard, &self.id, status, now_ms());
     }
 }
 

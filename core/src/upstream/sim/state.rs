@@ -295,12 +295,7 @@ impl SimState {
     /// `outbox`, and the id is returned. A session already holding the shard
     /// is kicked and a conflict recorded first. `Err` carries the refusal
     /// reason.
-    pub fn open_session(
-        &mut self,
-        claim: SessionClaim,
-        outbox: Outbox,
-        now_ms: i64,
-    ) -> Result<String, String> {
+    pub fn open_session(&mut self, claim: SessionClaim, outbox: Outbox, now_ms: i64) -> Result<String, String> {
         if claim.account.is_empty() || claim.shards == 0 || claim.shard >= claim.shards {
             return Err(self.refuse(format!(
                 "bad hello: shard {} of {} for account {:?}",
@@ -348,10 +343,8 @@ impl SimState {
         self.shard_counts.insert(claim.account, claim.shards);
         // The receiver is alive: the caller holds it and reads it only after
         // this returns, so these sends cannot fail.
-        let _ = outbox.send(ServerFrame::Welcome {
-            session: id.clone(),
-        });
-        for frame in self.pending.get(&slot).cloned().unwrap_or_default().into_iter().take(0) {
+        let _ = outbox.send(ServerFrame::Welcome { session: id.clone() });
+        for frame in self.pending.remove(&slot).unwrap_or_default() {
             let _ = outbox.send(frame);
         }
         self.outboxes.insert(id.clone(), outbox);
@@ -383,10 +376,7 @@ impl SimState {
             return;
         };
         for frame in frames {
-            if matches!(
-                frame,
-                ServerFrame::Receipt { .. } | ServerFrame::Inbound { .. }
-            ) {
+            if matches!(frame, ServerFrame::Receipt { .. } | ServerFrame::Inbound { .. }) {
                 self.route(&slot, frame);
             }
         }
@@ -394,14 +384,7 @@ impl SimState {
 
     /// Records a send that arrived on session `session`: assigns or reuses the
     /// server id and delivers the message if its id is new for the account.
-    pub fn receive_send(
-        &mut self,
-        session: &str,
-        id: &str,
-        to: &str,
-        body: &str,
-        now_ms: i64,
-    ) -> SendOutcome {
+    pub fn receive_send(&mut self, session: &str, id: &str, to: &str, body: &str, now_ms: i64) -> SendOutcome {
         let Some(from) = self.record(session).filter(|s| s.open).cloned() else {
             return SendOutcome::SessionClosed;
         };
@@ -437,28 +420,13 @@ impl SimState {
             resend,
             delivered: !resend,
         });
-        SendOutcome::Accepted {
-            server_id,
-            resend,
-            ack_delay_ms: self.faults.ack_delay_ms,
-        }
+        SendOutcome::Accepted { server_id, resend, ack_delay_ms: self.faults.ack_delay_ms }
     }
 
     /// Sends a receipt for message `id` to the current session of
     /// (account, shard), or queues it until one opens.
-    pub fn emit_receipt(
-        &mut self,
-        account: &str,
-        shard: u32,
-        id: &str,
-        status: ReceiptStatus,
-        now_ms: i64,
-    ) {
-        let frame = ServerFrame::Receipt {
-            id: id.to_owned(),
-            status,
-            timestamp: now_ms,
-        };
+    pub fn emit_receipt(&mut self, account: &str, shard: u32, id: &str, status: ReceiptStatus, now_ms: i64) {
+        let frame = ServerFrame::Receipt { id: id.to_owned(), status, timestamp: now_ms };
         self.route(&(account.to_owned(), shard), frame);
     }
 
@@ -476,12 +444,8 @@ impl SimState {
         let shards = self.shard_counts.get(account).copied().unwrap_or(1);
         let shard = shard.unwrap_or_else(|| shard_of_sender(from, shards));
         let id = format!("in-{}", Uuid::new_v4().simple());
-        let frame = ServerFrame::Inbound {
-            id: id.clone(),
-            from: from.to_owned(),
-            body: body.to_owned(),
-            timestamp: now_ms,
-        };
+        let frame =
+            ServerFrame::Inbound { id: id.clone(), from: from.to_owned(), body: body.to_owned(), timestamp: now_ms };
         self.counters.inbound_injected += 1;
         let queued = self.route(&(account.to_owned(), shard), frame);
         InjectedInbound { id, shard, queued }
@@ -580,9 +544,7 @@ impl SimState {
     }
 
     fn is_banned(&self, account: &str, now_ms: i64) -> bool {
-        self.bans
-            .iter()
-            .any(|b| b.account == account && b.is_active(now_ms))
+        self.bans.iter().any(|b| b.account == account && b.is_active(now_ms))
     }
 
     fn refuse(&mut self, reason: String) -> String {
@@ -593,22 +555,13 @@ impl SimState {
     /// Kicks `old_id` for the hello `claim` (which will open as `new_id`
     /// unless this bans the account) and records the conflict. Returns
     /// whether the account is now banned.
-    fn record_conflict(
-        &mut self,
-        old_id: &str,
-        new_id: &str,
-        claim: &SessionClaim,
-        now_ms: i64,
-    ) -> bool {
+    fn record_conflict(&mut self, old_id: &str, new_id: &str, claim: &SessionClaim, now_ms: i64) -> bool {
         self.kick(old_id, "conflict", now_ms);
         let strikes = self.strikes.entry(claim.account.clone()).or_default();
         strikes.retain(|&at| now_ms - at < CONFLICT_WINDOW_MS);
         strikes.push(now_ms);
         let banned = strikes.len() >= CONFLICTS_TO_BAN;
-        let old = self
-            .record(old_id)
-            .expect("an open slot names a recorded session")
-            .clone();
+        let old = self.record(old_id).expect("an open slot names a recorded session").clone();
         tracing::warn!(
             account = %claim.account, shard = claim.shard,
             old_session = %old.id, old_node = %old.node, old_epoch = old.epoch,
@@ -637,18 +590,9 @@ impl SimState {
         self.strikes.remove(account);
         let until_ms = now_ms + self.timings.ban_duration_ms;
         tracing::warn!(%account, until_ms, "banned: {CONFLICTS_TO_BAN} conflicts within 10 minutes");
-        self.bans.push(Ban {
-            account: account.to_owned(),
-            started_at_ms: now_ms,
-            until_ms,
-            lifted_at_ms: None,
-        });
-        let open: Vec<String> = self
-            .slots
-            .iter()
-            .filter(|((owner, _), _)| owner == account)
-            .map(|(_, id)| id.clone())
-            .collect();
+        self.bans.push(Ban { account: account.to_owned(), started_at_ms: now_ms, until_ms, lifted_at_ms: None });
+        let open: Vec<String> =
+            self.slots.iter().filter(|((owner, _), _)| owner == account).map(|(_, id)| id.clone()).collect();
         for id in open {
             self.kick(&id, "banned", now_ms);
         }
@@ -658,9 +602,7 @@ impl SimState {
     fn kick(&mut self, id: &str, reason: &str, now_ms: i64) {
         if let Some(outbox) = self.release(id, reason, now_ms) {
             // A task that is already gone has nobody left to tell.
-            let _ = outbox.send(ServerFrame::Kicked {
-                reason: reason.to_owned(),
-            });
+            let _ = outbox.send(ServerFrame::Kicked { reason: reason.to_owned() });
         }
     }
 
@@ -695,10 +637,7 @@ impl SimState {
             Some(Err(SendError(frame))) => frame,
             None => frame,
         };
-        self.pending
-            .entry(slot.clone())
-            .or_default()
-            .push_back(frame);
+        self.pending.entry(slot.clone()).or_default().push_back(frame);
         true
     }
 
@@ -730,19 +669,10 @@ mod tests {
     const BAN_MS: i64 = 60_000;
     /// Longer than the conflict window, so that no test session expires
     /// unless a test says so.
-    const TIMINGS: Timings = Timings {
-        session_timeout_ms: 24 * 3600 * 1000,
-        ban_duration_ms: BAN_MS,
-    };
+    const TIMINGS: Timings = Timings { session_timeout_ms: 24 * 3600 * 1000, ban_duration_ms: BAN_MS };
 
     fn claim(account: &str, shard: u32, node: &str, epoch: i64) -> SessionClaim {
-        SessionClaim {
-            account: account.into(),
-            shard,
-            shards: 4,
-            node: node.into(),
-            epoch,
-        }
+        SessionClaim { account: account.into(), shard, shards: 4, node: node.into(), epoch }
     }
 
     fn open(
@@ -759,9 +689,7 @@ mod tests {
     }
 
     fn kicked(reason: &str) -> ServerFrame {
-        ServerFrame::Kicked {
-            reason: reason.into(),
-        }
+        ServerFrame::Kicked { reason: reason.into() }
     }
 
     #[test]
@@ -771,21 +699,8 @@ mod tests {
         let (second, mut second_frames) = open(&mut state, claim("a", 0, "n2", 2), 20);
         let (first, second) = (first.unwrap(), second.unwrap());
 
-        assert_eq!(
-            drain(&mut first_frames),
-            vec![
-                ServerFrame::Welcome {
-                    session: first.clone()
-                },
-                kicked("conflict")
-            ]
-        );
-        assert_eq!(
-            drain(&mut second_frames),
-            vec![ServerFrame::Welcome {
-                session: second.clone()
-            }]
-        );
+        assert_eq!(drain(&mut first_frames), vec![ServerFrame::Welcome { session: first.clone() }, kicked("conflict")]);
+        assert_eq!(drain(&mut second_frames), vec![ServerFrame::Welcome { session: second.clone() }]);
         assert_eq!(
             state.conflicts(),
             vec![ConflictRecord {
@@ -807,10 +722,7 @@ mod tests {
 
     #[test]
     fn hello_after_the_holder_missed_a_session_timeout_of_pongs_is_no_conflict() {
-        let timings = Timings {
-            session_timeout_ms: 1000,
-            ..TIMINGS
-        };
+        let timings = Timings { session_timeout_ms: 1000, ..TIMINGS };
         let mut state = SimState::new(timings);
         let (_, mut old_frames) = open(&mut state, claim("a", 0, "n1", 1), 0);
         let (_, _) = open(&mut state, claim("a", 1, "n1", 1), 0);
@@ -820,20 +732,10 @@ mod tests {
         let (late, _late_frames) = open(&mut state, claim("a", 0, "n2", 2), 1500);
 
         assert!(early.is_ok() && late.is_ok());
-        assert_eq!(
-            state.conflicts().len(),
-            1,
-            "only the hello within the timeout conflicts"
-        );
+        assert_eq!(state.conflicts().len(), 1, "only the hello within the timeout conflicts");
         assert_eq!(state.conflicts()[0].shard, 1);
-        assert_eq!(
-            drain(&mut old_frames).last(),
-            Some(&kicked("keepalive timeout"))
-        );
-        assert_eq!(
-            state.sessions()[0].close_reason.as_deref(),
-            Some("keepalive timeout")
-        );
+        assert_eq!(drain(&mut old_frames).last(), Some(&kicked("keepalive timeout")));
+        assert_eq!(state.sessions()[0].close_reason.as_deref(), Some("keepalive timeout"));
     }
 
     #[test]
@@ -845,11 +747,7 @@ mod tests {
         assert!(!state.close_session(&first.unwrap(), "eof", 30));
 
         let sessions = state.sessions();
-        assert_eq!(
-            sessions[0].close_reason.as_deref(),
-            Some("conflict"),
-            "first close wins"
-        );
+        assert_eq!(sessions[0].close_reason.as_deref(), Some("conflict"), "first close wins");
         assert!(sessions[1].open);
         assert_eq!(state.stats(30).sessions_open, 1);
         let after = state.receive_send(&second.unwrap(), "m1", "u", "hi", 40);
@@ -860,9 +758,7 @@ mod tests {
     fn different_shards_and_accounts_never_conflict() {
         let mut state = SimState::new(TIMINGS);
         for (account, shard) in [("a", 0), ("a", 1), ("b", 0)] {
-            assert!(open(&mut state, claim(account, shard, "n1", 1), 10)
-                .0
-                .is_ok());
+            assert!(open(&mut state, claim(account, shard, "n1", 1), 10).0.is_ok());
         }
         let stats = state.stats(10);
         assert_eq!((stats.conflicts, stats.sessions_open), (0, 3));
@@ -886,34 +782,17 @@ mod tests {
         assert_eq!(drain(&mut other_frames).last(), Some(&kicked("banned")));
         assert_eq!(drain(&mut receivers[2]).last(), Some(&kicked("conflict")));
         assert_eq!(state.stats(5000).sessions_open, 0);
-        assert_eq!(
-            open(&mut state, claim("a", 3, "n1", 1), 6000).0,
-            Err("banned".into())
-        );
-        assert!(
-            open(&mut state, claim("b", 0, "n1", 1), 6000).0.is_ok(),
-            "other accounts unaffected"
-        );
+        assert_eq!(open(&mut state, claim("a", 3, "n1", 1), 6000).0, Err("banned".into()));
+        assert!(open(&mut state, claim("b", 0, "n1", 1), 6000).0.is_ok(), "other accounts unaffected");
         let bans = state.bans(6000);
-        assert_eq!(
-            (bans.len(), bans[0].active, bans[0].until_ms),
-            (1, true, 5000 + BAN_MS)
-        );
+        assert_eq!((bans.len(), bans[0].active, bans[0].until_ms), (1, true, 5000 + BAN_MS));
     }
 
     #[test]
     fn conflicts_spread_over_more_than_ten_minutes_do_not_ban() {
         let mut state = SimState::new(TIMINGS);
-        let _receivers: Vec<_> = (0..4)
-            .map(|i| {
-                open(
-                    &mut state,
-                    claim("a", 0, "n1", i),
-                    i * CONFLICT_WINDOW_MS / 2,
-                )
-                .1
-            })
-            .collect();
+        let _receivers: Vec<_> =
+            (0..4).map(|i| open(&mut state, claim("a", 0, "n1", i), i * CONFLICT_WINDOW_MS / 2).1).collect();
         let stats = state.stats(2 * CONFLICT_WINDOW_MS);
         assert_eq!((stats.conflicts, stats.bans), (3, 0));
     }
@@ -921,21 +800,12 @@ mod tests {
     #[test]
     fn ban_ends_after_ban_duration_or_on_reset() {
         let mut state = SimState::new(TIMINGS);
-        let _receivers: Vec<_> = (0..4)
-            .map(|i| open(&mut state, claim("a", 0, "n1", i), i).1)
-            .collect();
-        assert_eq!(
-            open(&mut state, claim("a", 0, "n1", 9), BAN_MS).0,
-            Err("banned".into())
-        );
-        assert!(open(&mut state, claim("a", 0, "n1", 9), 3 + BAN_MS)
-            .0
-            .is_ok());
+        let _receivers: Vec<_> = (0..4).map(|i| open(&mut state, claim("a", 0, "n1", i), i).1).collect();
+        assert_eq!(open(&mut state, claim("a", 0, "n1", 9), BAN_MS).0, Err("banned".into()));
+        assert!(open(&mut state, claim("a", 0, "n1", 9), 3 + BAN_MS).0.is_ok());
 
         let mut state = SimState::new(TIMINGS);
-        let _receivers: Vec<_> = (0..4)
-            .map(|i| open(&mut state, claim("a", 0, "n1", i), i).1)
-            .collect();
+        let _receivers: Vec<_> = (0..4).map(|i| open(&mut state, claim("a", 0, "n1", i), i).1).collect();
         assert_eq!(state.lift_bans(10), 1);
         assert!(open(&mut state, claim("a", 0, "n1", 9), 11).0.is_ok());
         assert_eq!(state.bans(11)[0].lifted_at_ms, Some(10));
@@ -950,38 +820,15 @@ mod tests {
         let first = state.receive_send(&session, "m1", "u1", "hi", 1);
         let again = state.receive_send(&session, "m1", "u1", "hi", 2);
 
-        let SendOutcome::Accepted {
-            server_id,
-            resend: false,
-            ..
-        } = first
-        else {
-            panic!("{first:?}")
-        };
-        assert_eq!(
-            again,
-            SendOutcome::Accepted {
-                server_id,
-                resend: true,
-                ack_delay_ms: 0
-            }
-        );
+        let SendOutcome::Accepted { server_id, resend: false, .. } = first else { panic!("{first:?}") };
+        assert_eq!(again, SendOutcome::Accepted { server_id, resend: true, ack_delay_ms: 0 });
         let stats = state.stats(2);
         assert_eq!(
-            (
-                stats.messages_received,
-                stats.unique_messages,
-                stats.resends,
-                stats.duplicate_deliveries
-            ),
+            (stats.messages_received, stats.unique_messages, stats.resends, stats.duplicate_deliveries),
             (2, 1, 1, 0)
         );
         assert_eq!(state.deliveries()["u1"], vec!["m1"]);
-        let flags: Vec<_> = state
-            .messages()
-            .iter()
-            .map(|m| (m.resend, m.delivered))
-            .collect();
+        let flags: Vec<_> = state.messages().iter().map(|m| (m.resend, m.delivered)).collect();
         assert_eq!(flags, vec![(false, true), (true, false)]);
     }
 
@@ -1001,13 +848,7 @@ mod tests {
         let mut state = SimState::new(TIMINGS);
         let (session, _frames) = open(&mut state, claim("a", 0, "n1", 1), 0);
         let session = session.unwrap();
-        for (id, to) in [
-            ("m1", "u1"),
-            ("m2", "u2"),
-            ("m3", "u1"),
-            ("m1", "u1"),
-            ("m4", "u1"),
-        ] {
+        for (id, to) in [("m1", "u1"), ("m2", "u2"), ("m3", "u1"), ("m1", "u1"), ("m4", "u1")] {
             state.receive_send(&session, id, to, "x", 1);
         }
         assert_eq!(state.deliveries()["u1"], vec!["m1", "m3", "m4"]);
@@ -1020,10 +861,7 @@ mod tests {
         let (session, _frames) = open(&mut state, claim("a", 0, "n1", 1), 0);
         let session = session.unwrap();
         state.close_session(&session, "bye", 1);
-        assert_eq!(
-            state.receive_send(&session, "m1", "u1", "hi", 2),
-            SendOutcome::SessionClosed
-        );
+        assert_eq!(state.receive_send(&session, "m1", "u1", "hi", 2), SendOutcome::SessionClosed);
         assert_eq!(state.stats(2).messages_received, 0);
     }
 
@@ -1031,30 +869,12 @@ mod tests {
     fn drop_fault_records_nothing_and_refuse_fault_refuses_hellos() {
         let mut state = SimState::new(TIMINGS);
         let (session, _frames) = open(&mut state, claim("a", 0, "n1", 1), 0);
-        state.update_faults(FaultsUpdate {
-            drop_sends: Some(true),
-            ..Default::default()
-        });
-        assert_eq!(
-            state.receive_send(&session.unwrap(), "m1", "u1", "hi", 1),
-            SendOutcome::Dropped
-        );
-        assert_eq!(
-            (
-                state.stats(1).messages_received,
-                state.stats(1).sends_dropped
-            ),
-            (0, 1)
-        );
+        state.update_faults(FaultsUpdate { drop_sends: Some(true), ..Default::default() });
+        assert_eq!(state.receive_send(&session.unwrap(), "m1", "u1", "hi", 1), SendOutcome::Dropped);
+        assert_eq!((state.stats(1).messages_received, state.stats(1).sends_dropped), (0, 1));
 
-        state.update_faults(FaultsUpdate {
-            refuse_sessions: Some(true),
-            ..Default::default()
-        });
-        assert_eq!(
-            open(&mut state, claim("a", 1, "n1", 1), 2).0,
-            Err("refused".into())
-        );
+        state.update_faults(FaultsUpdate { refuse_sessions: Some(true), ..Default::default() });
+        assert_eq!(open(&mut state, claim("a", 1, "n1", 1), 2).0, Err("refused".into()));
     }
 
     #[test]
@@ -1068,20 +888,9 @@ mod tests {
         let (session, mut frames) = open(&mut state, claim("a", 0, "n1", 1), 7);
 
         let expected = vec![
-            ServerFrame::Welcome {
-                session: session.unwrap(),
-            },
-            ServerFrame::Receipt {
-                id: "m1".into(),
-                status: ReceiptStatus::Delivered,
-                timestamp: 5,
-            },
-            ServerFrame::Inbound {
-                id: injected.id,
-                from: "u1".into(),
-                body: "hello".into(),
-                timestamp: 6,
-            },
+            ServerFrame::Welcome { session: session.unwrap() },
+            ServerFrame::Receipt { id: "m1".into(), status: ReceiptStatus::Delivered, timestamp: 5 },
+            ServerFrame::Inbound { id: injected.id, from: "u1".into(), body: "hello".into(), timestamp: 6 },
         ];
         assert_eq!(drain(&mut frames), expected);
         assert_eq!(state.stats(7).frames_queued, 0);
@@ -1093,15 +902,8 @@ mod tests {
         let (session, _frames) = open(&mut state, claim("a", 0, "n1", 1), 0);
         let session = session.unwrap();
         state.close_session(&session, "eof", 1);
-        let receipt = ServerFrame::Receipt {
-            id: "m1".into(),
-            status: ReceiptStatus::Read,
-            timestamp: 1,
-        };
-        let ack = ServerFrame::Ack {
-            id: "m1".into(),
-            server_id: "srv".into(),
-        };
+        let receipt = ServerFrame::Receipt { id: "m1".into(), status: ReceiptStatus::Read, timestamp: 1 };
+        let ack = ServerFrame::Ack { id: "m1".into(), server_id: "srv".into() };
 
         state.requeue_unsent(&session, vec![ack, receipt.clone()]);
 
@@ -1112,36 +914,22 @@ mod tests {
     #[test]
     fn inbound_without_shard_lands_on_the_senders_shard_of_the_latest_shard_count() {
         let mut state = SimState::new(TIMINGS);
-        assert_eq!(
-            state.inject_inbound("a", None, "u1", "x", 0).shard,
-            0,
-            "no session yet: shard 0"
-        );
-        let _receivers: Vec<_> = (0..4)
-            .map(|shard| open(&mut state, claim("a", shard, "n1", 1), 0).1)
-            .collect();
+        assert_eq!(state.inject_inbound("a", None, "u1", "x", 0).shard, 0, "no session yet: shard 0");
+        let _receivers: Vec<_> = (0..4).map(|shard| open(&mut state, claim("a", shard, "n1", 1), 0).1).collect();
         let expected = shard_of_sender("u1", 4);
         for _ in 0..3 {
             let injected = state.inject_inbound("a", None, "u1", "x", 1);
             assert_eq!((injected.shard, injected.queued), (expected, false));
         }
-        let spread: HashSet<u32> = (0..64)
-            .map(|i| shard_of_sender(&format!("u{i}"), 4))
-            .collect();
+        let spread: HashSet<u32> = (0..64).map(|i| shard_of_sender(&format!("u{i}"), 4)).collect();
         assert_eq!(spread.len(), 4, "senders spread over all shards");
     }
 
     #[test]
     fn hello_with_shard_out_of_range_is_refused() {
         let mut state = SimState::new(TIMINGS);
-        let bad = SessionClaim {
-            shard: 4,
-            ..claim("a", 0, "n1", 1)
-        };
-        assert!(open(&mut state, bad, 0)
-            .0
-            .unwrap_err()
-            .starts_with("bad hello"));
+        let bad = SessionClaim { shard: 4, ..claim("a", 0, "n1", 1) };
+        assert!(open(&mut state, bad, 0).0.unwrap_err().starts_with("bad hello"));
         assert_eq!(state.stats(0).sessions_refused, 1);
     }
 }
