@@ -80,12 +80,8 @@ impl LoadReport {
     /// The longest time between two consecutive acknowledgements: how long
     /// the API stopped accepting.
     pub fn longest_acceptance_gap(&self) -> Duration {
-        let mut times: Vec<Duration> = self
-            .records
-            .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Acked(_)))
-            .map(|r| r.answered_at)
-            .collect();
+        let mut times: Vec<Duration> =
+            self.records.iter().filter(|r| matches!(r.outcome, Outcome::Acked(_))).map(|r| r.answered_at).collect();
         times.sort();
         times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
     }

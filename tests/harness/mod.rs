@@ -97,7 +97,8 @@ impl ClusterLock {
     pub async fn acquire() -> ClusterLock {
         let path = std::env::temp_dir().join("shardgate-cluster-tests.lock");
         tokio::task::spawn_blocking(move || {
-            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).expect("lock file");
+            let file =
+                std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).expect("lock file");
             // SAFETY: flock on a descriptor we own; released when the file closes.
             let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
             assert_eq!(rc, 0, "flock failed");
@@ -154,7 +155,8 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
     .await;
     let mut masters = Vec::new();
     for i in 1..=spec.masters {
-        let mut args = vec![s("master"), s("--node-id"), format!("master-{i}"), s("--control-listen"), s("127.0.0.1:0")];
+        let mut args =
+            vec![s("master"), s("--node-id"), format!("master-{i}"), s("--control-listen"), s("127.0.0.1:0")];
         args.extend(db_args.clone());
         args.extend([
             s("--shards"),
@@ -170,7 +172,8 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
     }
     let mut coreapps = Vec::new();
     for i in 1..=spec.coreapps {
-        let mut args = vec![s("coreapp"), s("--node-id"), format!("coreapp-{i}"), s("--control-listen"), s("127.0.0.1:0")];
+        let mut args =
+            vec![s("coreapp"), s("--node-id"), format!("coreapp-{i}"), s("--control-listen"), s("127.0.0.1:0")];
         args.extend(db_args.clone());
         args.extend([s("--upstream"), sim.ready_str("session_addr")]);
         coreapps.push(node(&format!("coreapp-{i}"), args).await);
@@ -182,22 +185,8 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
     let api = format!("http://{}", webapp.ready_str("api_addr"));
     let sim_api = format!("http://{}", sim.ready_str("http_addr"));
     let token = login(&http, &api).await;
-    let cluster = Cluster {
-        spec,
-        sim,
-        masters,
-        coreapps,
-        webapp,
-        api,
-        sim_api,
-        token,
-        http,
-        store,
-        proxy,
-        dir,
-        db,
-        _lock: lock,
-    };
+    let cluster =
+        Cluster { spec, sim, masters, coreapps, webapp, api, sim_api, token, http, store, proxy, dir, db, _lock: lock };
     cluster.wait_all_shards_served(Duration::from_secs(30)).await;
     Some(cluster)
 }
@@ -216,8 +205,8 @@ async fn login(http: &reqwest::Client, api: &str) -> String {
     body["users"][0]["token"].as_str().expect("token").to_string()
 }
 
-/// Polls `check` every 20 ms until it yields a value or `timeout` passes.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+/// Polls `check` every 20 ms until it yields a value; `None` once `timeout` passed.
+pub async fn poll_until<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -225,10 +214,24 @@ where
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        if Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Like [`poll_until`], but a timeout fails the test naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match poll_until(timeout, check).await {
+        Some(value) => value,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
     }
 }
 
@@ -258,7 +261,15 @@ impl Cluster {
 
     /// Waits until `shard` is claimed under an epoch above `old_epoch`.
     pub async fn wait_new_primary(&self, shard: u32, old_epoch: i64, timeout: Duration) -> ShardRow {
-        wait_for(&format!("a new primary for shard {shard}"), timeout, || async {
+        match self.new_primary_within(shard, old_epoch, timeout).await {
+            Some(row) => row,
+            None => panic!("no new primary for shard {shard} within {timeout:?}; {}", self.logs_hint()),
+        }
+    }
+
+    /// The new primary of `shard` (epoch above `old_epoch`) if one claims it within `timeout`.
+    pub async fn new_primary_within(&self, shard: u32, old_epoch: i64, timeout: Duration) -> Option<ShardRow> {
+        poll_until(timeout, || async {
             let row = self.shard(shard).await;
             let now = self.store.now_ms().await.ok()?;
             (row.epoch > old_epoch && row.lease_live(now)).then_some(row)
@@ -312,7 +323,12 @@ impl Cluster {
         assert_eq!(stats["duplicate_deliveries"], 0, "duplicate deliveries: {stats}");
         let counts = self.delivery_counts().await;
         for id in load.acked_ids() {
-            assert_eq!(counts.get(&id).copied().unwrap_or(0), 1, "acknowledged message {id} delivered {:?} times", counts.get(&id));
+            assert_eq!(
+                counts.get(&id).copied().unwrap_or(0),
+                1,
+                "acknowledged message {id} delivered {:?} times",
+                counts.get(&id)
+            );
         }
         let acked: std::collections::HashSet<String> = load.acked_ids().into_iter().collect();
         // A request whose answer was lost may have been stored and delivered;
@@ -339,7 +355,6 @@ impl Cluster {
     pub fn logs_hint(&self) -> String {
         format!("node logs in {}", self.dir.display())
     }
-
 }
 
 /// `POST /v1/messages` with a given client.
