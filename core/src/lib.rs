@@ -10,6 +10,7 @@
 //! - [`master`]: the master role: lease election, heartbeats, and the primary's failover cycle.
 //! - [`node`]: start-up common to every role: identity and waiting for the schema.
 //! - [`routing`]: the default shard rule, `fnv1a64(recipient) % shards`.
+//! - [`policy`]: the routing, authorization and health policies plugins may replace, and their native rules.
 //! - [`ready`]: the readiness line nodes print once they listen.
 pub mod cluster;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod control;
 pub mod coreapp;
 pub mod master;
 pub mod node;
+pub mod policy;
 pub mod ready;
 pub mod routing;
 pub mod store;
