@@ -18,6 +18,7 @@ use shardgate_core::config::{DbConfig, DbEngine};
 use shardgate_core::store::master_lease::MasterAuth;
 use shardgate_core::store::messages::{InboundMessage, MessageStatus, NewMessage};
 use shardgate_core::store::nodes::NodeRecord;
+use shardgate_core::store::plugins::StoredPlugin;
 use shardgate_core::store::schema;
 use shardgate_core::store::shard_map::ClusterInfo;
 use shardgate_core::store::users::UserRecord;
@@ -145,6 +146,10 @@ store_cases! {
         sqlite_users_insert_once_and_expired_tokens_are_refused,
         postgres_users_insert_once_and_expired_tokens_are_refused,
         mariadb_users_insert_once_and_expired_tokens_are_refused;
+    case_plugins =>
+        sqlite_plugins_round_trip_binary_components_one_per_kind,
+        postgres_plugins_round_trip_binary_components_one_per_kind,
+        mariadb_plugins_round_trip_binary_components_one_per_kind;
 }
 
 // ---------------------------------------------------------------------------
@@ -1147,4 +1152,33 @@ async fn case_users_and_tokens(store: &Store, _: &DbConfig) {
         None,
         "an unknown token"
     );
+}
+
+async fn case_plugins(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    assert!(store.plugin_digests().await.unwrap().is_empty());
+    assert_eq!(store.plugin("router").await.unwrap(), None);
+    // Every byte value, and more than a MySQL BLOB (64 KiB) holds.
+    let component: Vec<u8> = (0..200_000u32).map(|i| (i % 256) as u8).collect();
+    let plugin = StoredPlugin {
+        kind: "router".into(),
+        name: "country".into(),
+        version: "1.0.0".into(),
+        sha256: "ab".repeat(32),
+        component: component.clone(),
+        uploaded_at: 0,
+    };
+    store.put_plugin(&plugin).await.unwrap();
+    let stored = store.plugin("router").await.unwrap().expect("stored");
+    assert_eq!(stored.component, component, "the component must round-trip byte for byte");
+    assert_eq!((stored.name.as_str(), stored.version.as_str()), ("country", "1.0.0"));
+    assert!(stored.uploaded_at > 0);
+    // A second upload of the kind replaces the first.
+    let replacement = StoredPlugin { version: "1.1.0".into(), sha256: "cd".repeat(32), component: vec![0, 1, 2], ..plugin };
+    store.put_plugin(&replacement).await.unwrap();
+    assert_eq!(store.plugin_digests().await.unwrap(), vec![("router".to_string(), "cd".repeat(32))]);
+    assert_eq!(store.plugin("router").await.unwrap().unwrap().component, vec![0, 1, 2]);
+    assert!(store.delete_plugin("router").await.unwrap());
+    assert!(!store.delete_plugin("router").await.unwrap());
+    assert!(store.plugin_digests().await.unwrap().is_empty());
 }

@@ -7,6 +7,7 @@
 //! - `{greatest}`: the two-argument maximum function.
 //! - `{insert_ignore}`: an INSERT that skips rows whose key exists.
 //! - `{autoinc}`: an auto-incrementing BIGINT primary key column type.
+//! - `{blob}`: a binary column type large enough for a plugin component.
 //!
 //! Reading differs too: string columns are read with [`RowText::text`], never
 //! `try_get::<String, _>`, because MySQL reports TEXT columns as BLOB.
@@ -23,7 +24,7 @@ pub struct Dialect(pub DbEngine);
 impl Dialect {
     /// Rewrites tokens and, for PostgreSQL, `?` into `$1, $2, ...`.
     pub fn sql(self, portable: &str) -> String {
-        let (now, greatest, insert_ignore, autoinc) = match self.0 {
+        let (now, greatest, insert_ignore, autoinc, blob) = match self.0 {
             // julianday() is a double; ROUND undoes its binary fraction, which
             // plain truncation turned into a clock 1 ms behind now and then.
             DbEngine::Sqlite => (
@@ -31,12 +32,14 @@ impl Dialect {
                 "MAX",
                 "INSERT OR IGNORE",
                 "INTEGER PRIMARY KEY AUTOINCREMENT",
+                "BLOB",
             ),
             DbEngine::Postgres => (
                 "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
                 "GREATEST",
                 "INSERT",
                 "BIGSERIAL PRIMARY KEY",
+                "BYTEA",
             ),
             // Exact only because every session runs with time_zone '+00:00'
             // (see `Store::connect`): UNIX_TIMESTAMP(NOW()) in a zone with
@@ -46,13 +49,15 @@ impl Dialect {
                 "GREATEST",
                 "INSERT IGNORE",
                 "BIGINT AUTO_INCREMENT PRIMARY KEY",
+                "LONGBLOB",
             ),
         };
         let mut sql = portable
             .replace("{now}", now)
             .replace("{greatest}", greatest)
             .replace("{insert_ignore}", insert_ignore)
-            .replace("{autoinc}", autoinc);
+            .replace("{autoinc}", autoinc)
+            .replace("{blob}", blob);
         if self.0 == DbEngine::Postgres {
             if sql.starts_with("INSERT") && portable.starts_with("{insert_ignore}") {
                 sql.push_str(" ON CONFLICT DO NOTHING");

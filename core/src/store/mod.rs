@@ -5,6 +5,7 @@
 //! - [`master_lease`]: the master election, judged on the database clock;
 //! - [`shard_map`]: per-shard ownership leases with fencing epochs;
 //! - [`nodes`]: node registration, liveness and heartbeat observations;
+//! - [`plugins`]: policy plugins uploaded to the cluster;
 //! - [`settings`]: the versioned application settings document;
 //! - [`messages`]: the durable outbox and inbound messages;
 //! - [`users`]: API users and their bearer tokens.
@@ -17,6 +18,7 @@ pub mod dialect;
 pub mod master_lease;
 pub mod messages;
 pub mod nodes;
+pub mod plugins;
 pub mod schema;
 pub mod settings;
 pub mod shard_map;

@@ -56,6 +56,15 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         "CREATE TABLE IF NOT EXISTS tokens (token_hash VARCHAR(64) PRIMARY KEY, \
          username VARCHAR(64) NOT NULL, expires_at BIGINT NOT NULL)",
     ],
+},
+Migration {
+    version: 2,
+    name: "policy plugins, shared by every node",
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS plugins (kind VARCHAR(32) PRIMARY KEY, name VARCHAR(191) NOT NULL, \
+         version VARCHAR(64) NOT NULL, sha256 VARCHAR(64) NOT NULL, component {blob} NOT NULL, \
+         uploaded_at BIGINT NOT NULL)",
+    ],
 }];
 
 /// The schema version this build knows and writes.
