@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Webapp(c) => shardgate_gateway::run(c).await,
-            Command::Master(c) => shardgate_core::master::run(c).await,
+            Command::Master(c) => shardgate_core::master::run(c, std::sync::Arc::new(shardgate_core::policy::IntervalHealth)).await,
             Command::Coreapp(c) => shardgate_core::coreapp::run(c).await,
             Command::UpstreamSim(c) => shardgate_core::upstream::sim::run(c).await,
             Command::Dev(c) => dev::run(c).await,

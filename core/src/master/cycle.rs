@@ -7,6 +7,7 @@ use super::election::MasterRole;
 use super::monitor::Monitor;
 use crate::cluster::Timing;
 use crate::control::ControlClient;
+use crate::policy::HealthPolicy;
 use crate::store::master_lease::MasterAuth;
 use crate::store::nodes::NodeRecord;
 use crate::store::Store;
@@ -22,6 +23,7 @@ pub async fn run_cycle(
     coreapps: &[NodeRecord],
     monitor: &Monitor,
     timing: &Timing,
+    health: &dyn HealthPolicy,
 ) -> anyhow::Result<Vec<(ShardDecision, bool)>> {
     let map = store.shard_map().await?;
     let observations = store.heartbeat_observations().await?;
@@ -30,21 +32,21 @@ pub async fn run_cycle(
         shards: map.rows,
         coreapps: coreapps
             .iter()
-            .map(|node| CoreappView {
-                node_id: node.node_id.clone(),
-                last_seen: node.last_seen,
-                last_answered: observations
-                    .iter()
-                    .filter(|o| o.node_id == node.node_id)
-                    .map(|o| o.last_ok_at)
-                    .max(),
-                probe: monitor.probe(&node.node_id),
+            .map(|node| {
+                let mine: Vec<_> = observations.iter().filter(|o| o.node_id == node.node_id).collect();
+                CoreappView {
+                    node_id: node.node_id.clone(),
+                    last_seen: node.last_seen,
+                    answers: mine.iter().map(|o| (o.master_id.clone(), o.last_ok_at)).collect(),
+                    recent_rtt_us: mine.iter().map(|o| o.rtt_us.unsigned_abs()).collect(),
+                    probe: monitor.probe(&node.node_id),
+                }
             })
             .collect(),
         probing_for: monitor.probing_for(),
     };
     let mut outcome = Vec::new();
-    for decision in decide(&view, timing) {
+    for decision in decide(&view, timing, health) {
         let applied = match &decision {
             ShardDecision::Reassign { shard, expected_version, to, not_before, .. } => {
                 // The lease may have lapsed while this cycle read; the write is

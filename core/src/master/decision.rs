@@ -12,6 +12,7 @@
 //! holds no session.
 
 use crate::cluster::Timing;
+use crate::policy::{HealthObservations, HealthPolicy, HealthVerdict};
 use crate::store::shard_map::ShardRow;
 use std::fmt;
 use std::time::Duration;
@@ -39,8 +40,10 @@ pub struct CoreappView {
     pub node_id: String,
     /// Database-clock time of its last liveness write.
     pub last_seen: i64,
-    /// Database-clock time of the latest heartbeat it answered, to any master.
-    pub last_answered: Option<i64>,
+    /// Per master, the database-clock time of the latest heartbeat it answered.
+    pub answers: Vec<(String, i64)>,
+    /// Round-trip times of the latest heartbeats, µs.
+    pub recent_rtt_us: Vec<u64>,
     /// This master's own latest probe.
     pub probe: Probe,
 }
@@ -129,7 +132,12 @@ impl ClusterView {
 
     /// Why `node_id` cannot serve, judged against its claimed `instance`
     /// (empty when it has claimed nothing yet); `None` when healthy.
-    pub fn unhealthy(&self, node_id: &str, instance: &str, timing: &Timing) -> Option<Unhealthy> {
+    ///
+    /// Whether a process is gone is the host's own judgement; suspicion is
+    /// the health policy's, and it is acted on only by a master that has
+    /// itself watched for `unhealthy_interval`, so that a freshly elected
+    /// master does not fail over primaries it has not heard from yet.
+    pub fn unhealthy(&self, node_id: &str, instance: &str, timing: &Timing, policy: &dyn HealthPolicy) -> Option<Unhealthy> {
         let Some(c) = self.coreapp(node_id) else {
             return Some(Unhealthy::Suspect("is not registered".into()));
         };
@@ -140,44 +148,52 @@ impl ClusterView {
             }
             _ => {}
         }
-        let unhealthy_ms = ms(timing.unhealthy);
-        let heard_recently = c.last_answered.is_some_and(|t| self.now - t <= unhealthy_ms);
-        if !heard_recently && self.probing_for >= timing.unhealthy {
-            return Some(Unhealthy::Suspect(format!(
-                "answered no master for {:.1} s",
-                c.last_answered.map_or(f64::INFINITY, |t| (self.now - t) as f64 / 1000.0)
-            )));
+        if self.probing_for < timing.unhealthy {
+            return None;
         }
-        if self.now - c.last_seen > ms(timing.db_unhealthy_after) {
-            return Some(Unhealthy::Suspect(format!(
-                "wrote no database liveness for {:.0} s",
-                (self.now - c.last_seen) as f64 / 1000.0
-            )));
+        let since = |t: i64| u64::try_from(self.now - t).unwrap_or(0);
+        let observations = HealthObservations {
+            node: c.node_id.clone(),
+            heartbeats: c.answers.iter().map(|(master, at)| (master.clone(), Some(since(*at)))).collect(),
+            since_db_liveness_ms: since(c.last_seen),
+            recent_rtt_us: c.recent_rtt_us.clone(),
+            heartbeat_interval_ms: ms(timing.heartbeat).unsigned_abs(),
+            unhealthy_interval_ms: ms(timing.unhealthy).unsigned_abs(),
+            db_update_interval_ms: ms(timing.db_update).unsigned_abs(),
+        };
+        match policy.judge(&observations) {
+            HealthVerdict::Healthy => None,
+            HealthVerdict::Unhealthy(reason) => Some(Unhealthy::Suspect(reason)),
         }
-        None
     }
 
     /// A healthy coreapp to take a shard, the least loaded first.
-    fn candidate(&self, exclude: &str, planned: &[(String, u32)], timing: &Timing) -> Option<String> {
+    fn candidate(
+        &self,
+        exclude: &str,
+        planned: &[(String, u32)],
+        timing: &Timing,
+        policy: &dyn HealthPolicy,
+    ) -> Option<String> {
         let load = |node: &str| {
             self.shards.iter().filter(|r| r.owner == node).count()
                 + planned.iter().filter(|(n, _)| n == node).count()
         };
         self.coreapps
             .iter()
-            .filter(|c| c.node_id != exclude && self.unhealthy(&c.node_id, "", timing).is_none())
+            .filter(|c| c.node_id != exclude && self.unhealthy(&c.node_id, "", timing, policy).is_none())
             .map(|c| (load(&c.node_id), c.node_id.clone()))
             .min()
             .map(|(_, node)| node)
     }
 }
 
-/// Decides every shard for one cycle.
-pub fn decide(view: &ClusterView, timing: &Timing) -> Vec<ShardDecision> {
+/// Decides every shard for one cycle, with `policy` judging suspects.
+pub fn decide(view: &ClusterView, timing: &Timing, policy: &dyn HealthPolicy) -> Vec<ShardDecision> {
     let mut planned: Vec<(String, u32)> = Vec::new();
     let mut decisions = Vec::with_capacity(view.shards.len());
     for row in &view.shards {
-        let decision = decide_shard(view, row, &planned, timing);
+        let decision = decide_shard(view, row, &planned, timing, policy);
         if let ShardDecision::Reassign { to, shard, .. } = &decision {
             planned.push((to.clone(), *shard));
         }
@@ -186,14 +202,20 @@ pub fn decide(view: &ClusterView, timing: &Timing) -> Vec<ShardDecision> {
     decisions
 }
 
-fn decide_shard(view: &ClusterView, row: &ShardRow, planned: &[(String, u32)], timing: &Timing) -> ShardDecision {
+fn decide_shard(
+    view: &ClusterView,
+    row: &ShardRow,
+    planned: &[(String, u32)],
+    timing: &Timing,
+    policy: &dyn HealthPolicy,
+) -> ShardDecision {
     let shard = row.shard;
     // Nothing can have been opened under the current epoch before it was
     // claimed, so an unowned or unclaimed shard keeps its old `not_before`.
     let (reason, exclude, not_before) = if row.owner.is_empty() {
         ("unassigned".to_string(), "", row.not_before)
     } else {
-        match view.unhealthy(&row.owner, &row.owner_instance, timing) {
+        match view.unhealthy(&row.owner, &row.owner_instance, timing, policy) {
             // A healthy owner that cannot claim (it cannot write to the
             // database, say) must not hold the shard hostage.
             None if row.owner_instance.is_empty()
@@ -221,7 +243,7 @@ fn decide_shard(view: &ClusterView, row: &ShardRow, planned: &[(String, u32)], t
             ),
         }
     };
-    match view.candidate(exclude, planned, timing) {
+    match view.candidate(exclude, planned, timing, policy) {
         Some(to) => ShardDecision::Reassign {
             shard,
             expected_version: row.version,
@@ -238,6 +260,11 @@ fn decide_shard(view: &ClusterView, row: &ShardRow, planned: &[(String, u32)], t
 mod tests {
     use super::*;
     use crate::cluster::Settings;
+    use crate::policy::IntervalHealth;
+
+    fn decide(view: &ClusterView, timing: &Timing) -> Vec<ShardDecision> {
+        super::decide(view, timing, &IntervalHealth)
+    }
 
     fn timing() -> Timing {
         Settings { heartbeat_interval: 0.2, unhealthy_interval: 1.0, db_update_interval: 1.0, upstream_session_timeout: 0.3 }
@@ -251,7 +278,8 @@ mod tests {
         CoreappView {
             node_id: node.into(),
             last_seen: NOW - 100,
-            last_answered: Some(NOW - 100),
+            answers: vec![("m1".into(), NOW - 100)],
+            recent_rtt_us: vec![250],
             probe: Probe::Answered { instance_id: instance.into() },
         }
     }
@@ -327,7 +355,7 @@ mod tests {
     fn silent_primary_is_replaced_only_after_its_lease_expires_plus_margin() {
         let mut silent = healthy("c1", "i1");
         silent.probe = Probe::Silent;
-        silent.last_answered = Some(NOW - 1_500);
+        silent.answers = vec![("m1".into(), NOW - 1_500), ("m2".into(), NOW - 1_600)];
         let expires = NOW + 300;
         let v = view(vec![held(0, "c1", "i1", expires)], vec![silent, healthy("c2", "i2")]);
         match &decide(&v, &timing())[0] {
@@ -344,7 +372,7 @@ mod tests {
     fn new_master_does_not_judge_silence_it_did_not_watch() {
         let mut quiet = healthy("c1", "i1");
         quiet.probe = Probe::Unknown;
-        quiet.last_answered = None;
+        quiet.answers = Vec::new();
         let mut v = view(vec![held(0, "c1", "i1", NOW + 500)], vec![quiet, healthy("c2", "i2")]);
         v.probing_for = Duration::from_millis(100);
         assert!(matches!(&decide(&v, &timing())[0], ShardDecision::Keep { .. }));

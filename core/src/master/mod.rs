@@ -16,6 +16,7 @@ use crate::cluster::{Settings, SettingsPatch, Timing};
 use crate::config::{log_ignored_official_env, DbConfig};
 use crate::control::NodeStatus;
 use crate::node::{shutdown_signal, NodeArgs, NodeIdentity};
+use crate::policy::HealthPolicy;
 use crate::store::nodes::NodeRecord;
 use crate::store::shard_map::ClusterInfo;
 use crate::store::{schema, Store};
@@ -110,8 +111,8 @@ impl MasterNode {
     }
 }
 
-/// Runs a master node until it is asked to stop.
-pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
+/// Runs a master node until it is asked to stop; `health` judges suspect coreapps.
+pub async fn run(config: MasterConfig, health: Arc<dyn HealthPolicy>) -> anyhow::Result<()> {
     log_ignored_official_env();
     let initial = config.initial_settings()?;
     config.node.validate().map_err(anyhow::Error::msg)?;
@@ -161,6 +162,7 @@ pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
         role: role_rx.clone(),
         timing_tx,
         monitor: monitor::Monitor::new(),
+        health,
         taken_over_epoch: None,
         registered: false,
         last_touch: None,
@@ -189,6 +191,7 @@ struct MasterLoop {
     role: watch::Receiver<MasterRole>,
     timing_tx: watch::Sender<Timing>,
     monitor: monitor::Monitor,
+    health: Arc<dyn HealthPolicy>,
     taken_over_epoch: Option<i64>,
     registered: bool,
     last_touch: Option<Instant>,
@@ -234,8 +237,16 @@ impl MasterLoop {
                 let role = self.role.borrow().clone();
                 if let (Some(auth), Ok(coreapps)) = (role.acting_auth(), coreapps) {
                     if self.taken_over_epoch == Some(auth.epoch) {
-                        let outcome =
-                            cycle::run_cycle(&self.store, auth, &self.role, &coreapps, &self.monitor, &timing).await;
+                        let outcome = cycle::run_cycle(
+                            &self.store,
+                            auth,
+                            &self.role,
+                            &coreapps,
+                            &self.monitor,
+                            &timing,
+                            self.health.as_ref(),
+                        )
+                        .await;
                         self.cycle_log.log(&self.identity.node_id, auth.epoch, outcome);
                     }
                 }
