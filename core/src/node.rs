@@ -40,9 +40,11 @@ impl NodeArgs {
             Some(list) => parse_external_ports(list)?[2],
             None => bound.port(),
         };
+        // An empty variable (`COREAPP_HOSTNAME=` in an env file) means unset.
         let host = self
             .node_hostname
             .clone()
+            .filter(|h| !h.is_empty())
             .or_else(|| std::env::var("EXTERNAL_HOSTNAME").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| {
                 if bound.ip().is_unspecified() {

@@ -52,6 +52,7 @@ pub struct WebappConfig {
 
 /// Runs a webapp until ctrl-c or SIGTERM.
 pub async fn run(config: WebappConfig) -> anyhow::Result<()> {
+    shardgate_core::config::log_ignored_official_env();
     let store = Store::connect(&config.db)
         .await
         .context("cannot connect to the database")?;

@@ -1,0 +1,1023 @@
+//! The deployment files under `compose/` agree with the binary they deploy.
+//!
+//! No Docker engine is needed. The compose files are read as YAML, with
+//! compose's merge keys and `${...}` interpolation applied, and checked
+//! against what the built binary says about itself in `shardgate <role>
+//! --help`: its subcommands, the environment variables each role reads, and
+//! the addresses it listens on by default. The last test starts each role as
+//! a plain process with the environment its compose service gives it (on
+//! SQLite instead of the file's MySQL) and checks the address it advertises.
+
+use serde_yaml::Value;
+use shardgate::supervisor::{start_node, LogSink, NodeSpec};
+use shardgate_core::config::{DbEngine, IGNORED_OFFICIAL_ENV};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The one-server development file and the one-host-per-role production files.
+const DEV_FILE: &str = "multiconnect-compose.yml";
+const WEBAPP_FILE: &str = "multiconnect-webapp.yml";
+const MASTER_FILE: &str = "multiconnect-master.yml";
+const COREAPP_FILE: &str = "multiconnect-coreapp.yml";
+const COMPOSE_FILES: [&str; 4] = [DEV_FILE, WEBAPP_FILE, MASTER_FILE, COREAPP_FILE];
+
+/// Where the official deployment, and so every node, mounts the shared media.
+const MEDIA_DIR: &str = "/usr/local/wamedia";
+
+/// The official coreapp and master container ports: messaging, contacts,
+/// control, healthcheck. `COREAPP_EXTERNAL_PORTS` lists their host ports in
+/// this order. Shardgate binds only the control port (its default is checked
+/// against `--help`); publishing the other three keeps the official port plan.
+const OFFICIAL_NODE_PORTS: [u16; 4] = [6250, 6251, 6252, 6253];
+
+/// What an operator exports before `docker compose up`: the variables the
+/// files require (`${NAME:?...}`); every other one takes the file's default.
+const OPERATOR_ENV: [(&str, &str); 3] = [
+    ("WA_API_VERSION", "v9.9.9"),
+    ("COREAPP_HOSTNAME", "host-a.example"),
+    ("SHARDGATE_UPSTREAM", "upstream.example:5222"),
+];
+
+// --- the binary's own description --------------------------------------------
+
+/// Runs the built binary with `args` and no environment, so that clap's help
+/// shows no values taken from ours.
+fn shardgate_stdout(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardgate")).args(args).env_clear().output().expect("run shardgate");
+    assert!(out.status.success(), "shardgate {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("help is UTF-8")
+}
+
+/// The subcommands `shardgate --help` lists.
+fn subcommands() -> BTreeSet<String> {
+    let help = shardgate_stdout(&["--help"]);
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// One option of a subcommand's `--help`.
+#[derive(Debug)]
+struct HelpOption {
+    long: String,
+    env: Option<String>,
+    default: Option<String>,
+}
+
+/// A role as its `--help` describes it.
+#[derive(Debug)]
+struct Role {
+    name: String,
+    options: Vec<HelpOption>,
+}
+
+impl Role {
+    fn from_help(name: &str) -> Role {
+        let help = shardgate_stdout(&[name, "--help"]);
+        let mut blocks: Vec<String> = Vec::new();
+        for line in help.lines().skip_while(|l| !l.starts_with("Options:")).skip(1) {
+            if line.trim_start().starts_with('-') {
+                blocks.push(line.to_string());
+            } else if let Some(block) = blocks.last_mut() {
+                block.push(' ');
+                block.push_str(line.trim());
+            }
+        }
+        let options = blocks
+            .iter()
+            .filter_map(|block| {
+                let long = block.split_whitespace().find(|w| w.starts_with("--"))?.trim_end_matches(',');
+                Some(HelpOption {
+                    long: long.to_string(),
+                    env: bracket_field(block, "env:").map(|v| v.split('=').next().unwrap_or_default().to_string()),
+                    default: bracket_field(block, "default:"),
+                })
+            })
+            .collect();
+        Role { name: name.to_string(), options }
+    }
+
+    /// Every environment variable the role reads.
+    fn env_names(&self) -> BTreeSet<String> {
+        self.options.iter().filter_map(|o| o.env.clone()).collect()
+    }
+
+    fn option(&self, long: &str) -> &HelpOption {
+        self.options
+            .iter()
+            .find(|o| o.long == long)
+            .unwrap_or_else(|| panic!("shardgate {} --help has no {long}", self.name))
+    }
+
+    /// The addresses the role listens on, as the service's environment sets
+    /// them or else by default, with the flag that sets each.
+    fn listen_addrs(&self, env: &BTreeMap<String, String>) -> Vec<(&'static str, SocketAddr)> {
+        let flags: &[&'static str] = match self.name.as_str() {
+            "webapp" => &["--listen"],
+            "master" | "coreapp" => &["--control-listen"],
+            "upstream-sim" => &["--listen", "--http-listen"],
+            other => panic!("{other} is not a server role"),
+        };
+        flags
+            .iter()
+            .map(|flag| {
+                let option = self.option(flag);
+                let from_env = option.env.as_ref().and_then(|name| env.get(name));
+                let value = from_env.or(option.default.as_ref()).unwrap_or_else(|| {
+                    panic!("shardgate {} {flag} has neither a value in the service nor a default", self.name)
+                });
+                let addr = value.parse().unwrap_or_else(|_| panic!("{flag} value {value:?} is not host:port"));
+                (*flag, addr)
+            })
+            .collect()
+    }
+
+    /// The control API's port (masters and coreapps), by default.
+    fn default_control_port(&self) -> u16 {
+        let default = self.option("--control-listen").default.as_deref().expect("--control-listen has a default");
+        default.parse::<SocketAddr>().expect("default control address").port()
+    }
+}
+
+/// The text of a `[field value]` annotation in a help block, e.g. `[env: NAME=]`.
+fn bracket_field(block: &str, field: &str) -> Option<String> {
+    let start = block.find(&format!("[{field}"))? + field.len() + 1;
+    let end = start + block[start..].find(']')?;
+    Some(block[start..end].trim().to_string())
+}
+
+/// The four server roles a compose service may run.
+fn roles() -> BTreeMap<String, Role> {
+    ["webapp", "master", "coreapp", "upstream-sim"].into_iter().map(|r| (r.to_string(), Role::from_help(r))).collect()
+}
+
+// --- compose files ------------------------------------------------------------
+
+fn compose_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("compose")
+}
+
+fn read(name: &str) -> String {
+    let path = compose_dir().join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// A compose file as the YAML document compose works on, before interpolation
+/// (merge keys applied: `<<` may nest, and each pass resolves one level).
+fn raw_compose(name: &str) -> Value {
+    let mut doc: Value = serde_yaml::from_str(&read(name)).unwrap_or_else(|e| panic!("{name} is not YAML: {e}"));
+    for _ in 0..8 {
+        let before = doc.clone();
+        doc.apply_merge().unwrap_or_else(|e| panic!("{name}: bad merge key: {e}"));
+        if doc == before {
+            return doc;
+        }
+    }
+    panic!("{name}: merge keys nest too deep")
+}
+
+/// One `${...}` (or `$NAME`) reference in a string.
+#[derive(Debug, PartialEq)]
+struct Interpolation {
+    name: String,
+    /// `:?` or `?`: compose refuses to run without it.
+    required: bool,
+}
+
+/// A piece of a string compose interpolates.
+enum Piece<'a> {
+    Text(&'a str),
+    /// A variable and what follows its name inside the braces (`:-default`, `:?message`, ...).
+    Var {
+        name: &'a str,
+        op: &'a str,
+    },
+}
+
+/// Splits `text` the way compose reads it: `$$`, `$NAME`, `${NAME}`, `${NAME:-default}`,
+/// `${NAME-default}`, `${NAME:?message}` and `${NAME?message}`.
+fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
+    let name_len = |s: &str| s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(s.len());
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        pieces.push(Piece::Text(&rest[..at]));
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            pieces.push(Piece::Text("$"));
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or_else(|| format!("unclosed ${{ in {text:?}"))?;
+            let (name, op) = body[..end].split_at(name_len(&body[..end]));
+            pieces.push(Piece::Var { name, op });
+            rest = &body[end + 1..];
+        } else {
+            let len = name_len(after);
+            if len == 0 {
+                return Err(format!("a lone $ in {text:?}: write $$"));
+            }
+            pieces.push(Piece::Var { name: &after[..len], op: "" });
+            rest = &after[len..];
+        }
+    }
+    pieces.push(Piece::Text(rest));
+    Ok(pieces)
+}
+
+/// Compose's interpolation of `text` with the variables `lookup` knows.
+fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::new();
+    for piece in pieces(text)? {
+        let (name, op) = match piece {
+            Piece::Text(t) => {
+                out.push_str(t);
+                continue;
+            }
+            Piece::Var { name, op } => (name, op),
+        };
+        let value = lookup(name);
+        let set_nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
+        let resolved = if op.is_empty() {
+            value.unwrap_or_default()
+        } else if let Some(default) = op.strip_prefix(":-") {
+            if set_nonempty {
+                value.unwrap_or_default()
+            } else {
+                default.to_string()
+            }
+        } else if let Some(default) = op.strip_prefix('-') {
+            value.unwrap_or_else(|| default.to_string())
+        } else if let Some(message) = op.strip_prefix(":?") {
+            value.filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is required: {message}"))?
+        } else if let Some(message) = op.strip_prefix('?') {
+            value.ok_or_else(|| format!("{name} is required: {message}"))?
+        } else {
+            return Err(format!("unsupported interpolation ${{{name}{op}}} in {text:?}"));
+        };
+        out.push_str(&resolved);
+    }
+    Ok(out)
+}
+
+/// Every variable `text` interpolates.
+fn interpolations(text: &str) -> Vec<Interpolation> {
+    pieces(text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter_map(|piece| match piece {
+            Piece::Var { name, op } => {
+                Some(Interpolation { name: name.to_string(), required: op.starts_with(":?") || op.starts_with('?') })
+            }
+            Piece::Text(_) => None,
+        })
+        .collect()
+}
+
+/// Every string in `value`, keys excluded, where compose interpolates.
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(items) => items.iter().flat_map(strings).collect(),
+        Value::Mapping(map) => map.values().flat_map(strings).collect(),
+        Value::Tagged(tagged) => strings(&tagged.value),
+        _ => Vec::new(),
+    }
+}
+
+/// `value` with every string interpolated from the operator's environment.
+fn resolved(value: &Value, file: &str) -> Value {
+    let lookup = |name: &str| OPERATOR_ENV.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string());
+    match value {
+        Value::String(s) => Value::String(interpolate(s, &lookup).unwrap_or_else(|e| panic!("{file}: {e}"))),
+        Value::Sequence(items) => Value::Sequence(items.iter().map(|v| resolved(v, file)).collect()),
+        Value::Mapping(map) => Value::Mapping(map.iter().map(|(k, v)| (k.clone(), resolved(v, file))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A scalar as compose passes it to a container.
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => String::new(),
+        other => panic!("not a scalar: {other:?}"),
+    }
+}
+
+/// One published port: host port and container port.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Published {
+    host: u16,
+    container: u16,
+}
+
+/// One service of a compose file, interpolated.
+#[derive(Debug)]
+struct Service {
+    file: &'static str,
+    name: String,
+    raw: Value,
+    value: Value,
+}
+
+impl Service {
+    fn label(&self) -> String {
+        format!("{}: service {}", self.file, self.name)
+    }
+
+    fn image(&self) -> String {
+        self.value.get("image").map(scalar).unwrap_or_default()
+    }
+
+    /// Whether it runs our image (the others are the database).
+    fn is_shardgate(&self) -> bool {
+        self.image().starts_with("shardgate:")
+    }
+
+    fn command(&self) -> Vec<String> {
+        match self.value.get("command") {
+            Some(Value::Sequence(items)) => items.iter().map(scalar).collect(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The subcommand it runs.
+    fn role(&self) -> String {
+        self.command().get(1).cloned().unwrap_or_else(|| panic!("{} has no subcommand in its command", self.label()))
+    }
+
+    /// The environment its container gets: `env_file` first, then `environment`.
+    fn env(&self) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        let files = match self.value.get("env_file") {
+            Some(Value::Sequence(items)) => items.iter().map(scalar).collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        };
+        for file in files {
+            env.extend(env_file(&file));
+        }
+        match self.value.get("environment") {
+            Some(Value::Mapping(map)) => {
+                for (k, v) in map {
+                    env.insert(scalar(k), scalar(v));
+                }
+            }
+            Some(Value::Sequence(items)) => {
+                for item in items {
+                    let item = scalar(item);
+                    let (k, v) = item.split_once('=').unwrap_or((&item, ""));
+                    env.insert(k.to_string(), v.to_string());
+                }
+            }
+            _ => {}
+        }
+        env
+    }
+
+    /// The raw text of an `environment` entry, before interpolation.
+    fn raw_environment(&self, name: &str) -> Option<String> {
+        match self.raw.get("environment") {
+            Some(Value::Mapping(map)) => map.get(name).map(scalar),
+            _ => None,
+        }
+    }
+
+    fn ports(&self) -> Vec<Published> {
+        let Some(Value::Sequence(items)) = self.value.get("ports") else { return Vec::new() };
+        items
+            .iter()
+            .map(|item| match item {
+                Value::Mapping(long) => Published {
+                    host: scalar(long.get("published").expect("published")).parse().expect("host port"),
+                    container: scalar(long.get("target").expect("target")).parse().expect("container port"),
+                },
+                short => {
+                    let spec = scalar(short);
+                    let spec = spec.split('/').next().unwrap_or_default();
+                    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+                    let port = |s: &str| {
+                        s.parse::<u16>().unwrap_or_else(|_| panic!("{}: bad port {s:?} in {spec:?}", self.label()))
+                    };
+                    match parts.as_slice() {
+                        [container] => Published { host: port(container), container: port(container) },
+                        [container, host, ..] => Published { host: port(host), container: port(container) },
+                        [] => unreachable!(),
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The host port that reaches `container`, if published.
+    fn host_port_of(&self, container: u16) -> Option<u16> {
+        self.ports().iter().find(|p| p.container == container).map(|p| p.host)
+    }
+
+    /// (source, target) of each volume.
+    fn volumes(&self) -> Vec<(String, String)> {
+        let Some(Value::Sequence(items)) = self.value.get("volumes") else { return Vec::new() };
+        items
+            .iter()
+            .map(|item| match item {
+                Value::Mapping(long) => {
+                    (long.get("source").map(scalar).unwrap_or_default(), scalar(long.get("target").expect("target")))
+                }
+                short => {
+                    let spec = scalar(short);
+                    let parts: Vec<&str> = spec.split(':').collect();
+                    (parts[0].to_string(), parts.get(1).unwrap_or(&parts[0]).to_string())
+                }
+            })
+            .collect()
+    }
+
+    fn healthcheck_text(&self) -> Option<String> {
+        let test = self.value.get("healthcheck")?.get("test")?;
+        Some(match test {
+            Value::Sequence(items) => items.iter().map(scalar).collect::<Vec<_>>().join(" "),
+            other => scalar(other),
+        })
+    }
+}
+
+/// The `KEY=VALUE` lines of an env file next to the compose files.
+fn env_file(name: &str) -> BTreeMap<String, String> {
+    read(name)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("{name}: {l:?} is not KEY=VALUE"));
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
+/// The services of `file`, interpolated with the operator's environment.
+fn services(file: &'static str) -> Vec<Service> {
+    let raw = raw_compose(file);
+    let value = resolved(&raw, file);
+    let Some(Value::Mapping(services)) = value.get("services") else { panic!("{file} has no services") };
+    services
+        .iter()
+        .map(|(name, service)| {
+            let name = scalar(name);
+            Service { file, raw: raw["services"][name.as_str()].clone(), name, value: service.clone() }
+        })
+        .collect()
+}
+
+fn shardgate_services(file: &'static str) -> Vec<Service> {
+    services(file).into_iter().filter(Service::is_shardgate).collect()
+}
+
+fn all_shardgate_services() -> Vec<Service> {
+    COMPOSE_FILES.iter().flat_map(|f| shardgate_services(f)).collect()
+}
+
+// --- the Dockerfile -------------------------------------------------------------
+
+/// What the compose files rely on in `compose/Dockerfile`.
+#[derive(Debug)]
+struct Dockerfile {
+    builder_image: String,
+    runtime_image: String,
+    build_commands: String,
+    binary_path: String,
+    user: Option<String>,
+    volumes: Vec<String>,
+    exposed: Vec<u16>,
+    runtime_text: String,
+}
+
+impl Dockerfile {
+    fn read() -> Dockerfile {
+        let text = read("Dockerfile").replace("\\\n", " ");
+        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+        let froms: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].starts_with("FROM ")).collect();
+        assert!(froms.len() >= 2, "compose/Dockerfile must be multi-stage (a builder and a runtime stage)");
+        let image_of = |i: usize| lines[i].split_whitespace().nth(1).expect("FROM image").to_string();
+        let last = *froms.last().unwrap();
+        let build = &lines[froms[0]..last];
+        let runtime = &lines[last..];
+        let args = |prefix: &str| -> Vec<String> {
+            runtime
+                .iter()
+                .filter_map(|l| l.strip_prefix(prefix))
+                .flat_map(|rest| {
+                    rest.trim()
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .split([',', ' '])
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .map(|s| s.trim().trim_matches('"').to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let binary_path = runtime
+            .iter()
+            .filter(|l| l.starts_with("COPY --from="))
+            .filter_map(|l| l.split_whitespace().last())
+            .find(|dest| dest.ends_with("/shardgate"))
+            .expect("the runtime stage copies the shardgate binary from the builder")
+            .to_string();
+        Dockerfile {
+            builder_image: image_of(froms[0]),
+            runtime_image: image_of(last),
+            build_commands: build.iter().filter(|l| l.starts_with("RUN ")).cloned().collect::<Vec<_>>().join("\n"),
+            binary_path,
+            user: runtime.iter().filter_map(|l| l.strip_prefix("USER ")).next_back().map(|u| u.trim().to_string()),
+            volumes: args("VOLUME "),
+            exposed: args("EXPOSE ")
+                .iter()
+                .map(|p| p.split('/').next().unwrap().parse().expect("EXPOSE port"))
+                .collect(),
+            runtime_text: runtime.join("\n"),
+        }
+    }
+}
+
+// --- the static agreement ---------------------------------------------------------
+
+#[test]
+fn every_compose_file_has_the_roles_its_name_promises() {
+    let roles_of = |file| -> Vec<String> { shardgate_services(file).iter().map(Service::role).collect() };
+    assert_eq!(roles_of(WEBAPP_FILE), ["webapp"], "{WEBAPP_FILE} runs one webapp");
+    assert_eq!(roles_of(MASTER_FILE), ["master"], "{MASTER_FILE} runs one master");
+    assert_eq!(roles_of(COREAPP_FILE), ["coreapp"], "{COREAPP_FILE} runs one coreapp");
+    let dev = roles_of(DEV_FILE);
+    let count = |role: &str| dev.iter().filter(|r| *r == role).count();
+    assert_eq!(count("webapp"), 1, "{DEV_FILE}: one webapp");
+    assert_eq!(count("master"), 2, "{DEV_FILE}: two masters, one primary and one secondary");
+    assert!((2..=3).contains(&count("coreapp")), "{DEV_FILE}: two or three coreapps");
+    assert_eq!(count("upstream-sim"), 1, "{DEV_FILE}: the upstream simulator the coreapps connect to");
+    let others: Vec<String> = services(DEV_FILE).iter().filter(|s| !s.is_shardgate()).map(|s| s.name.clone()).collect();
+    assert_eq!(others, ["db"], "{DEV_FILE}: besides Shardgate, only the database");
+}
+
+#[test]
+fn every_service_runs_a_real_server_subcommand_from_the_dockerfile_binary_path() {
+    let subcommands = subcommands();
+    let binary = Dockerfile::read().binary_path;
+    let servers = roles();
+    for service in all_shardgate_services() {
+        let command = service.command();
+        assert_eq!(
+            command.first(),
+            Some(&binary),
+            "{}: the command must start with the image's binary {binary}",
+            service.label()
+        );
+        let role = service.role();
+        assert!(
+            subcommands.contains(&role),
+            "{}: `{role}` is not a subcommand of shardgate ({subcommands:?})",
+            service.label()
+        );
+        assert!(servers.contains_key(&role), "{}: `{role}` is not a server role", service.label());
+        assert_eq!(command.len(), 2, "{}: settings go through the environment, not extra arguments", service.label());
+    }
+}
+
+#[test]
+fn every_variable_a_service_sets_is_read_by_its_role_or_documented_as_ignored() {
+    let roles = roles();
+    for service in all_shardgate_services() {
+        let role = &roles[&service.role()];
+        let reads = role.env_names();
+        for name in service.env().keys() {
+            assert!(
+                reads.contains(name) || IGNORED_OFFICIAL_ENV.contains(&name.as_str()),
+                "{}: {name} is neither read by `shardgate {}` (its --help lists {reads:?}) nor in IGNORED_OFFICIAL_ENV",
+                service.label(),
+                role.name
+            );
+        }
+    }
+}
+
+#[test]
+fn every_interpolated_variable_is_an_official_compose_variable_or_one_the_binary_reads() {
+    let read_somewhere: BTreeSet<String> = roles().values().flat_map(Role::env_names).collect();
+    for file in COMPOSE_FILES {
+        for text in strings(&raw_compose(file)) {
+            for var in interpolations(&text) {
+                assert!(
+                    IGNORED_OFFICIAL_ENV.contains(&var.name.as_str()) || read_somewhere.contains(&var.name),
+                    "{file}: ${{{}}} in {text:?} is neither an official compose variable nor one shardgate reads",
+                    var.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_image_is_tagged_with_the_required_wa_api_version() {
+    for file in COMPOSE_FILES {
+        let raw = raw_compose(file);
+        for (name, service) in raw["services"].as_mapping().expect("services") {
+            let image = scalar(&service["image"]);
+            if !image.starts_with("shardgate:") {
+                continue;
+            }
+            let vars = interpolations(&image);
+            assert_eq!(
+                vars,
+                [Interpolation { name: "WA_API_VERSION".into(), required: true }],
+                "{file}: service {}: the image tag must be ${{WA_API_VERSION:?...}}, as in the official files",
+                scalar(name)
+            );
+        }
+    }
+}
+
+#[test]
+fn every_published_port_is_one_the_role_listens_on_and_every_listener_is_reachable_from_other_containers() {
+    let roles = roles();
+    for service in all_shardgate_services() {
+        let role = &roles[&service.role()];
+        let env = service.env();
+        let listening = role.listen_addrs(&env);
+        for (flag, addr) in &listening {
+            assert!(
+                addr.ip().is_unspecified(),
+                "{}: `{} {flag}` is {addr}; in a container it must listen on 0.0.0.0 to be reachable",
+                service.label(),
+                role.name
+            );
+        }
+        let mut allowed: Vec<u16> = listening.iter().map(|(_, a)| a.port()).collect();
+        if matches!(role.name.as_str(), "master" | "coreapp") {
+            allowed.extend(OFFICIAL_NODE_PORTS);
+        }
+        for published in service.ports() {
+            assert!(
+                allowed.contains(&published.container),
+                "{}: publishes container port {} but `{}` listens on {listening:?}",
+                service.label(),
+                published.container,
+                role.name
+            );
+        }
+    }
+    let mut host_ports = BTreeSet::new();
+    for service in services(DEV_FILE) {
+        for published in service.ports() {
+            assert!(host_ports.insert(published.host), "{DEV_FILE}: host port {} is published twice", published.host);
+        }
+    }
+}
+
+#[test]
+fn the_control_api_listens_on_the_official_control_port() {
+    let roles = roles();
+    for role in ["master", "coreapp"] {
+        assert_eq!(
+            roles[role].default_control_port(),
+            OFFICIAL_NODE_PORTS[2],
+            "shardgate {role} must bind the official control port by default: the compose files publish it"
+        );
+    }
+    assert_eq!(roles["webapp"].listen_addrs(&BTreeMap::new())[0].1.port(), 9090, "the webapp serves on 9090");
+}
+
+#[test]
+fn each_node_advertises_an_address_that_reaches_its_control_api() {
+    let roles = roles();
+    for file in COMPOSE_FILES {
+        let services = shardgate_services(file);
+        let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        for service in services.iter().filter(|s| matches!(s.role().as_str(), "master" | "coreapp")) {
+            let env = service.env();
+            let control = roles[&service.role()].listen_addrs(&env)[0].1.port();
+            let hostname = env.get("COREAPP_HOSTNAME").unwrap_or_else(|| {
+                panic!("{}: set COREAPP_HOSTNAME, the name other nodes reach this one by", service.label())
+            });
+            match env.get("COREAPP_EXTERNAL_PORTS") {
+                // One host per node: the operator names the host and the
+                // published ports carry the traffic.
+                Some(list) => {
+                    let external = shardgate_core::node::parse_external_ports(list)
+                        .unwrap_or_else(|e| panic!("{}: {e}", service.label()));
+                    for (i, container) in OFFICIAL_NODE_PORTS.iter().enumerate() {
+                        assert_eq!(
+                            service.host_port_of(*container),
+                            Some(external[i]),
+                            "{}: COREAPP_EXTERNAL_PORTS[{i}] = {} must be the host port published for container port {container}",
+                            service.label(),
+                            external[i]
+                        );
+                    }
+                    assert_eq!(service.host_port_of(control), Some(external[2]), "{}: the advertised control port (the third external port) must reach the control API on {control}", service.label());
+                    let raw = service.raw_environment("COREAPP_HOSTNAME").unwrap_or_default();
+                    assert!(
+                        interpolations(&raw).iter().any(|v| v.required),
+                        "{}: COREAPP_HOSTNAME must come from the operator (${{...:?...}}), not {raw:?}",
+                        service.label()
+                    );
+                }
+                // One compose network: the service name resolves, and the bound control port answers.
+                None => assert!(
+                    names.contains(hostname.as_str()),
+                    "{}: COREAPP_HOSTNAME {hostname:?} is not a service of {file}, so other containers cannot resolve it",
+                    service.label()
+                ),
+            }
+        }
+        for service in services.iter().filter(|s| s.role() == "webapp") {
+            let listen = roles["webapp"].listen_addrs(&service.env())[0].1.port();
+            if let Some(ports) = service.env().get("WEBAPP_EXTERNAL_PORTS") {
+                assert_eq!(
+                    service.host_port_of(listen).map(|p| p.to_string()),
+                    Some(ports.clone()),
+                    "{}: WEBAPP_EXTERNAL_PORTS must be the host port of the REST API",
+                    service.label()
+                );
+            }
+        }
+        let ids: Vec<String> = services.iter().filter_map(|s| s.env().get("SHARDGATE_NODE_ID").cloned()).collect();
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(ids.len(), unique.len(), "{file}: two services share a SHARDGATE_NODE_ID: {ids:?}");
+    }
+}
+
+#[test]
+fn coreapps_reach_the_upstream_sim_of_the_dev_file_and_ask_the_operator_for_it_in_production() {
+    let roles = roles();
+    let dev = shardgate_services(DEV_FILE);
+    let sim = dev.iter().find(|s| s.role() == "upstream-sim").expect("the dev file runs the sim");
+    let sim_port = roles["upstream-sim"].listen_addrs(&sim.env())[0].1.port();
+    for coreapp in dev.iter().filter(|s| s.role() == "coreapp") {
+        let upstream = coreapp.env().get("SHARDGATE_UPSTREAM").cloned().unwrap_or_default();
+        assert_eq!(
+            upstream,
+            format!("{}:{sim_port}", sim.name),
+            "{}: SHARDGATE_UPSTREAM must be the sim's session address",
+            coreapp.label()
+        );
+    }
+    for coreapp in shardgate_services(COREAPP_FILE) {
+        let raw = coreapp.raw_environment("SHARDGATE_UPSTREAM").unwrap_or_default();
+        assert!(
+            interpolations(&raw).iter().any(|v| v.name == "SHARDGATE_UPSTREAM" && v.required),
+            "{}: the upstream has no sensible default in production; require SHARDGATE_UPSTREAM, not {raw:?}",
+            coreapp.label()
+        );
+    }
+}
+
+#[test]
+fn official_role_variables_are_set_as_in_the_official_files() {
+    for service in all_shardgate_services() {
+        let env = service.env();
+        let role = service.role();
+        let is_master = env.get("WA_MASTER_NODE").map(String::as_str) == Some("1");
+        assert_eq!(
+            is_master,
+            role == "master",
+            "{}: WA_MASTER_NODE=1 is set on masters and only on masters",
+            service.label()
+        );
+        if matches!(role.as_str(), "master" | "coreapp") {
+            assert_eq!(
+                env.get("WA_APP_MULTICONNECT").map(String::as_str),
+                Some("1"),
+                "{}: WA_APP_MULTICONNECT=1",
+                service.label()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_node_mounts_the_shared_media_volume_at_usr_local_wamedia() {
+    let dockerfile = Dockerfile::read();
+    assert!(dockerfile.volumes.iter().any(|v| v == MEDIA_DIR), "the image declares VOLUME {MEDIA_DIR}");
+    for file in COMPOSE_FILES {
+        let mut sources = BTreeSet::new();
+        for service in shardgate_services(file).iter().filter(|s| s.role() != "upstream-sim") {
+            let media: Vec<_> = service.volumes().into_iter().filter(|(_, target)| target == MEDIA_DIR).collect();
+            assert_eq!(media.len(), 1, "{}: mount the media volume at {MEDIA_DIR}", service.label());
+            sources.insert(media[0].0.clone());
+        }
+        assert_eq!(sources.len(), 1, "{file}: every node must share one media volume, not {sources:?}");
+    }
+}
+
+#[test]
+fn db_env_sets_only_database_variables_the_binary_reads_and_matches_the_dev_database() {
+    let db_env = env_file("db.env");
+    let roles = roles();
+    for name in db_env.keys() {
+        assert!(name.starts_with("WA_DB_"), "db.env sets {name}: only WA_DB_* belongs there");
+        for role in ["webapp", "master", "coreapp"] {
+            assert!(
+                roles[role].env_names().contains(name),
+                "db.env sets {name}, which `shardgate {role}` does not read"
+            );
+        }
+    }
+    let engine: DbEngine = db_env["WA_DB_ENGINE"].parse().expect("WA_DB_ENGINE parses");
+    assert_eq!(engine, DbEngine::MySql, "db.env: the official files run MySQL");
+    let services = services(DEV_FILE);
+    let db = services.iter().find(|s| s.name == db_env["WA_DB_HOSTNAME"]).unwrap_or_else(|| {
+        panic!("db.env: WA_DB_HOSTNAME={} is not a service of {DEV_FILE}", db_env["WA_DB_HOSTNAME"])
+    });
+    let image = db.image();
+    assert!(
+        image.starts_with("mariadb:") || image.starts_with("mysql:"),
+        "{}: a MySQL engine, not {image}",
+        db.label()
+    );
+    assert_eq!(db_env["WA_DB_PORT"], "3306", "db.env: the MariaDB and MySQL images listen on 3306");
+    assert_eq!(db_env["WA_DB_USERNAME"], "root", "db.env: the image's root password is the one set");
+    let env = db.env();
+    let root_password = env.get("MARIADB_ROOT_PASSWORD").or(env.get("MYSQL_ROOT_PASSWORD"));
+    assert_eq!(
+        root_password,
+        db_env.get("WA_DB_PASSWORD"),
+        "{}: the root password must be db.env's WA_DB_PASSWORD",
+        db.label()
+    );
+    for service in services.iter().filter(|s| s.is_shardgate() && s.role() != "upstream-sim") {
+        let depends = service.value.get("depends_on").map(|d| serde_yaml::to_string(d).unwrap()).unwrap_or_default();
+        assert!(depends.contains(&db.name), "{}: start after the database ({})", service.label(), db.name);
+    }
+}
+
+#[test]
+fn healthchecks_probe_the_port_the_role_listens_on() {
+    let roles = roles();
+    for service in all_shardgate_services() {
+        let text = service.healthcheck_text().unwrap_or_else(|| panic!("{} has no healthcheck", service.label()));
+        let ports: Vec<u16> =
+            roles[&service.role()].listen_addrs(&service.env()).iter().map(|(_, a)| a.port()).collect();
+        let probed = text
+            .split("/dev/tcp/127.0.0.1/")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|p| p.parse::<u16>().ok()));
+        assert!(
+            probed.is_some_and(|p| ports.contains(&p)),
+            "{}: the healthcheck {text:?} must probe a port the role listens on ({ports:?})",
+            service.label()
+        );
+    }
+}
+
+#[test]
+fn dockerfile_builds_the_locked_release_binary_into_a_slim_non_root_image() {
+    let dockerfile = Dockerfile::read();
+    let builder = dockerfile.builder_image.strip_prefix("rust:").expect("the builder is an official rust image");
+    let builder_version: Vec<u32> =
+        builder.split('-').next().unwrap().split('.').map(|n| n.parse().expect("rust image version")).collect();
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).expect("Cargo.toml");
+    let msrv_line = manifest.lines().find(|l| l.trim_start().starts_with("rust-version")).expect("rust-version");
+    let msrv: Vec<u32> =
+        msrv_line.split('"').nth(1).expect("quoted rust-version").split('.').map(|n| n.parse().unwrap()).collect();
+    assert!(builder_version >= msrv, "the builder rust:{builder} is older than rust-version {msrv:?}");
+    assert!(
+        dockerfile.build_commands.contains("cargo build --release --locked"),
+        "the builder runs `cargo build --release --locked`:\n{}",
+        dockerfile.build_commands
+    );
+    assert!(dockerfile.runtime_image.starts_with("debian:bookworm-slim"), "the runtime is debian:bookworm-slim");
+    assert!(dockerfile.runtime_text.contains("ca-certificates"), "the runtime installs ca-certificates");
+    let user = dockerfile.user.clone().expect("the runtime stage sets USER");
+    assert!(user != "root" && user != "0", "the nodes must not run as root");
+    for service in all_shardgate_services() {
+        for published in service.ports() {
+            assert!(
+                dockerfile.exposed.contains(&published.container),
+                "{}: container port {} is published but not EXPOSEd in the Dockerfile",
+                service.label(),
+                published.container
+            );
+        }
+    }
+}
+
+#[test]
+fn compose_files_are_interpolated_as_compose_interpolates_them() {
+    let env = |name: &str| match name {
+        "SET" => Some("v".to_string()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    };
+    let cases = [
+        ("a${SET}b", "avb"),
+        ("${UNSET:-d}", "d"),
+        ("${EMPTY:-d}", "d"),
+        ("${EMPTY-d}", ""),
+        ("${UNSET-d}", "d"),
+        ("$$SET", "$SET"),
+        ("$SET:1", "v:1"),
+        ("${SET:?m}", "v"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(interpolate(text, &env).as_deref(), Ok(want), "{text}");
+    }
+    assert!(interpolate("${UNSET:?say why}", &env).unwrap_err().contains("say why"));
+    assert!(interpolate("${EMPTY:?say why}", &env).is_err());
+    assert_eq!(
+        interpolations("${A:-1},${B:?m}"),
+        [Interpolation { name: "A".into(), required: false }, Interpolation { name: "B".into(), required: true }]
+    );
+}
+
+// --- the real binary with the files' environment ------------------------------------
+
+/// Starts the master, the coreapp and the webapp of each compose layout with
+/// the environment their services give them (db.env included), on SQLite in
+/// a fresh directory and on ports the OS picks. Each must start, advertise the
+/// address the file publishes, and acknowledge each official variable it
+/// ignores with one info line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_starts_with_its_compose_environment_and_advertises_the_published_control_address() {
+    let production = [MASTER_FILE, COREAPP_FILE, WEBAPP_FILE].iter().flat_map(|f| shardgate_services(f)).collect();
+    // The two layouts are independent clusters; each spends most of its time
+    // waiting for its master to create the cluster.
+    tokio::join!(start_layout("production", production), start_layout("dev", shardgate_services(DEV_FILE)));
+}
+
+async fn start_layout(layout: &str, services: Vec<Service>) {
+    let dir = std::env::temp_dir().join(format!("shardgate-compose-{layout}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut running = Vec::new();
+    // The master creates the schema and the cluster, which the others wait for.
+    for role in ["master", "coreapp", "webapp"] {
+        let service = services.iter().find(|s| s.role() == role).expect("the layout has the role");
+        let mut env = service.env();
+        env.insert("WA_DB_ENGINE".into(), "SQLITE".into());
+        env.insert("SHARDGATE_DATA_DIR".into(), dir.display().to_string());
+        env.insert("SHARDGATE_LOG".into(), "info".into());
+        let listen = if role == "webapp" { "WEBAPP_LISTEN" } else { "SHARDGATE_CONTROL_LISTEN" };
+        env.insert(listen.into(), "127.0.0.1:0".into());
+        let spec = NodeSpec {
+            name: format!("{layout}-{}", service.name),
+            args: vec![role.to_string()],
+            env: env.clone().into_iter().collect(),
+        };
+        let sink = LogSink { file: dir.join(format!("{}.log", service.name)), echo: false };
+        let node = start_node(env!("CARGO_BIN_EXE_shardgate").as_ref(), &spec, &sink, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{} does not start with its compose environment: {e:#}\n{}", service.label(), log_of(&sink.file))
+            });
+        if role != "webapp" {
+            let advertised = node.ready_str("control_addr");
+            let port = match env.get("COREAPP_EXTERNAL_PORTS") {
+                Some(list) => shardgate_core::node::parse_external_ports(list).unwrap()[2].to_string(),
+                None => advertised.rsplit(':').next().unwrap_or_default().to_string(),
+            };
+            assert_eq!(
+                advertised,
+                format!("{}:{port}", env["COREAPP_HOSTNAME"]),
+                "{}: advertised control address",
+                service.label()
+            );
+        }
+        for name in env.keys().filter(|n| IGNORED_OFFICIAL_ENV.contains(&n.as_str())) {
+            let (lines, log) = info_lines(&sink.file, &format!("{name} is set")).await;
+            assert_eq!(lines, 1, "{}: {name} must be acknowledged by one info line:\n{log}", service.label());
+        }
+        running.push(node);
+    }
+    for mut node in running.into_iter().rev() {
+        node.stop(Duration::from_secs(10)).await.expect("node stops");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// How many INFO lines of the log at `path` contain `needle`, waiting a little
+/// for them: the log reaches its file a moment after the node prints it.
+async fn info_lines(path: &Path, needle: &str) -> (usize, String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = log_of(path);
+        let lines = log.lines().filter(|l| l.contains("INFO") && l.contains(needle)).count();
+        if lines > 0 || tokio::time::Instant::now() > deadline {
+            return (lines, log);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn log_of(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
