@@ -1,6 +1,7 @@
 //! What every node does at start: pick its identity, reach the database and
 //! wait until the schema is one it knows.
 
+use crate::store::nodes::NodeRecord;
 use crate::store::{schema, Store, StoreError, StoreResult};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -96,6 +97,32 @@ impl NodeIdentity {
             node_id: node_id.unwrap_or_else(|| advertised_addr.to_string()),
             instance_id: uuid::Uuid::new_v4().simple().to_string(),
         }
+    }
+}
+
+impl NodeIdentity {
+    /// This process's registration record (the store stamps the times).
+    pub fn record(&self, role: &str, control_addr: &str) -> NodeRecord {
+        NodeRecord {
+            node_id: self.node_id.clone(),
+            role: role.to_string(),
+            instance_id: self.instance_id.clone(),
+            control_addr: control_addr.to_string(),
+            version: crate::VERSION.to_string(),
+            pid: i64::from(std::process::id()),
+            started_at: 0,
+            last_seen: 0,
+        }
+    }
+
+    /// Prints the readiness line of a node whose control API is at `control_addr`.
+    pub fn announce_control(&self, role: &str, control_addr: &str) {
+        crate::ready::announce(&serde_json::json!({
+            "role": role,
+            "node_id": self.node_id,
+            "control_addr": control_addr,
+            "pid": std::process::id(),
+        }));
     }
 }
 

@@ -25,7 +25,6 @@ pub use app::{router, AppState};
 use anyhow::Context;
 use serde_json::json;
 use shardgate_core::node::{wait_for_schema, NodeIdentity};
-use shardgate_core::store::nodes::NodeRecord;
 use shardgate_core::store::Store;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -61,18 +60,10 @@ pub async fn run(config: WebappConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let api_addr = listener.local_addr()?;
-    let identity = NodeIdentity::new(config.node_id, &shardgate_core::node::reachable_addr(api_addr));
+    let reachable = shardgate_core::node::reachable_addr(api_addr);
+    let identity = NodeIdentity::new(config.node_id, &reachable);
     store
-        .register_node(&NodeRecord {
-            node_id: identity.node_id.clone(),
-            role: "webapp".to_string(),
-            instance_id: identity.instance_id.clone(),
-            control_addr: shardgate_core::node::reachable_addr(api_addr),
-            version: shardgate_core::VERSION.to_string(),
-            pid: i64::from(std::process::id()),
-            started_at: 0,
-            last_seen: 0,
-        })
+        .register_node(&identity.record("webapp", &reachable))
         .await
         .context("cannot register this webapp")?;
     auth::ensure_default_admin(&store)

@@ -15,7 +15,6 @@ use crate::cluster::live_settings::LiveSettings;
 use crate::config::{log_ignored_official_env, DbConfig};
 use crate::control::{NodeStatus, Wake};
 use crate::node::{shutdown_signal, wait_for_schema, NodeArgs, NodeIdentity};
-use crate::store::nodes::NodeRecord;
 use crate::store::Store;
 use anyhow::Context;
 use axum::extract::State;
@@ -77,18 +76,7 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (SHARDGATE_CONTROL_LISTEN)", config.node.control_listen))?;
     let control_addr = config.node.advertised_control_addr(listener.local_addr()?).map_err(anyhow::Error::msg)?;
     let identity = NodeIdentity::new(config.node.node_id.clone(), &control_addr);
-    store
-        .register_node(&NodeRecord {
-            node_id: identity.node_id.clone(),
-            role: "coreapp".into(),
-            instance_id: identity.instance_id.clone(),
-            control_addr: control_addr.clone(),
-            version: crate::VERSION.into(),
-            pid: i64::from(std::process::id()),
-            started_at: 0,
-            last_seen: 0,
-        })
-        .await?;
+    store.register_node(&identity.record("coreapp", &control_addr)).await?;
     let settings = LiveSettings::start(store.clone()).await?;
     let cluster = loop {
         if let Some(info) = store.cluster_info().await? {
@@ -120,12 +108,7 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
         )
         .with_state(node);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    crate::ready::announce(&serde_json::json!({
-        "role": "coreapp",
-        "node_id": identity.node_id,
-        "control_addr": control_addr,
-        "pid": std::process::id(),
-    }));
+    identity.announce_control("coreapp", &control_addr);
     tracing::info!("coreapp {} is secondary; control on {control_addr}", identity.node_id);
     let liveness = tokio::spawn(write_liveness(store.clone(), identity.clone(), settings.clone()));
     tokio::select! {

@@ -17,7 +17,6 @@ use crate::config::{log_ignored_official_env, DbConfig};
 use crate::control::NodeStatus;
 use crate::node::{shutdown_signal, NodeArgs, NodeIdentity};
 use crate::policy::HealthPolicy;
-use crate::store::nodes::NodeRecord;
 use crate::store::shard_map::ClusterInfo;
 use crate::store::{schema, Store};
 use anyhow::Context;
@@ -144,12 +143,7 @@ pub async fn run(config: MasterConfig, health: Arc<dyn HealthPolicy>) -> anyhow:
         .route("/control/status", get(|State(n): State<Arc<MasterNode>>| async move { Json(n.status()) }))
         .with_state(node.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    crate::ready::announce(&serde_json::json!({
-        "role": "master",
-        "node_id": identity.node_id,
-        "control_addr": control_addr,
-        "pid": std::process::id(),
-    }));
+    identity.announce_control("master", &control_addr);
     tracing::info!("master {} listening for control on {control_addr}", identity.node_id);
 
     let mut master_loop = MasterLoop {
@@ -286,16 +280,7 @@ impl MasterLoop {
             _ => return None,
         }
         if !self.registered {
-            let record = NodeRecord {
-                node_id: self.identity.node_id.clone(),
-                role: "master".into(),
-                instance_id: self.identity.instance_id.clone(),
-                control_addr: self.control_addr.clone(),
-                version: crate::VERSION.into(),
-                pid: i64::from(std::process::id()),
-                started_at: 0,
-                last_seen: 0,
-            };
+            let record = self.identity.record("master", &self.control_addr);
             if let Err(e) = self.store.register_node(&record).await {
                 tracing::warn!("master cannot register yet: {e}");
                 return None;
