@@ -9,6 +9,7 @@ mod dev;
 mod status;
 
 use clap::{Parser, Subcommand};
+use shardgate_plugins::{HostConfig, PluginHost, PluginKind};
 use std::process::ExitCode;
 
 /// Self-hosted high-availability messaging gateway (WhatsApp Business API
@@ -24,9 +25,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the REST API (port 9090) and route calls through the shard map.
-    Webapp(shardgate_gateway::WebappConfig),
+    Webapp(WebappArgs),
     /// Compete for the master lease; the primary keeps every shard served.
-    Master(shardgate_core::master::MasterConfig),
+    Master(MasterArgs),
     /// Hold, when primary for a shard, its one upstream session.
     Coreapp(shardgate_core::coreapp::CoreappConfig),
     /// Run the strict upstream simulator with its JSON inspection API.
@@ -35,6 +36,43 @@ enum Command {
     Dev(dev::DevConfig),
     /// Print the cluster as one table (or JSON), read from the database.
     Status(status::StatusConfig),
+}
+
+/// Where a node finds plugins of its own (see `shardgate::plugin_sync`).
+#[derive(clap::Args)]
+struct PluginArgs {
+    /// Directory watched for `router.wasm`, `authorizer.wasm` and `health-policy.wasm`;
+    /// a plugin uploaded to the cluster takes precedence.
+    #[arg(long, env = "SHARDGATE_PLUGINS_DIR")]
+    plugins_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct WebappArgs {
+    #[command(flatten)]
+    config: shardgate_gateway::WebappConfig,
+    #[command(flatten)]
+    plugins: PluginArgs,
+}
+
+#[derive(clap::Args)]
+struct MasterArgs {
+    #[command(flatten)]
+    config: shardgate_core::master::MasterConfig,
+    #[command(flatten)]
+    plugins: PluginArgs,
+}
+
+/// A plugin host for `kinds`, following the cluster's database and `plugins`.
+async fn plugin_host(
+    db: &shardgate_core::config::DbConfig,
+    kinds: Vec<PluginKind>,
+    plugins: PluginArgs,
+) -> anyhow::Result<PluginHost> {
+    let host = PluginHost::new(HostConfig::default())?;
+    let store = shardgate_core::store::Store::connect(db).await?;
+    tokio::spawn(shardgate::plugin_sync::follow(store, host.clone(), kinds, plugins.plugins_dir));
+    Ok(host)
 }
 
 fn main() -> ExitCode {
@@ -46,8 +84,15 @@ fn main() -> ExitCode {
         .expect("tokio runtime starts");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Webapp(c) => shardgate_gateway::run(c).await,
-            Command::Master(c) => shardgate_core::master::run(c, std::sync::Arc::new(shardgate_core::policy::IntervalHealth)).await,
+            Command::Webapp(a) => {
+                let kinds = vec![PluginKind::Router, PluginKind::Authorizer, PluginKind::HealthPolicy];
+                let host = plugin_host(&a.config.db, kinds, a.plugins).await?;
+                shardgate_gateway::run_with(a.config, host).await
+            }
+            Command::Master(a) => {
+                let host = plugin_host(&a.config.db, vec![PluginKind::HealthPolicy], a.plugins).await?;
+                shardgate_core::master::run(a.config, host.health()).await
+            }
             Command::Coreapp(c) => shardgate_core::coreapp::run(c).await,
             Command::UpstreamSim(c) => shardgate_core::upstream::sim::run(c).await,
             Command::Dev(c) => dev::run(c).await,

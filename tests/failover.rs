@@ -22,25 +22,16 @@ fn sessions_of<'a>(sessions: &'a Value, node: &str) -> Vec<&'a Value> {
     sessions["sessions"].as_array().into_iter().flatten().filter(|s| s["node"] == node).collect()
 }
 
-/// Waits until the sim has delivered `n` more messages than `from`.
-async fn wait_deliveries(cluster: &harness::Cluster, from: u64, n: u64) -> u64 {
-    wait_for(&format!("{n} more deliveries"), Duration::from_secs(20), || async {
-        let unique = cluster.sim_stats().await["unique_messages"].as_u64()?;
-        (unique >= from + n).then_some(unique)
-    })
-    .await
-}
-
 async fn kill9_primary_coreapp(engine: DbEngine) {
     let Some(mut cluster) = start(ClusterSpec::fast(engine)).await else { return };
     let before = cluster.shard(0).await;
     let load = load::start(cluster.http.clone(), cluster.api.clone(), cluster.token.clone(), RECIPIENTS, RATE);
-    let delivered = wait_deliveries(&cluster, 0, 20).await;
+    let delivered = cluster.wait_more_deliveries(0, 20).await;
 
     cluster.coreapp(&before.owner).kill9().await.expect("kill -9");
     let after = cluster.wait_new_primary(0, before.epoch, Duration::from_secs(10)).await;
     assert_ne!(after.owner, before.owner, "a different coreapp must take the shard");
-    wait_deliveries(&cluster, delivered, 20).await;
+    cluster.wait_more_deliveries(delivered, 20).await;
 
     let report = load.finish().await;
     cluster.wait_delivered(&report.acked_ids(), Duration::from_secs(30)).await;
@@ -53,7 +44,7 @@ async fn paused_primary_never_overlaps_new_primary(engine: DbEngine) {
     let before = cluster.shard(0).await;
     let zombie = before.owner.clone();
     let load = load::start(cluster.http.clone(), cluster.api.clone(), cluster.token.clone(), RECIPIENTS, RATE);
-    let delivered = wait_deliveries(&cluster, 0, 20).await;
+    let delivered = cluster.wait_more_deliveries(0, 20).await;
 
     cluster.coreapp(&zombie).pause().expect("SIGSTOP");
     // The scenario: a zombie paused for three unhealthy intervals.
@@ -80,7 +71,7 @@ async fn paused_primary_never_overlaps_new_primary(engine: DbEngine) {
         .await;
     }
     cluster.wait_all_shards_served(Duration::from_secs(30)).await;
-    wait_deliveries(&cluster, delivered, 20).await;
+    cluster.wait_more_deliveries(delivered, 20).await;
 
     let report = load.finish().await;
     cluster.wait_delivered(&report.acked_ids(), Duration::from_secs(30)).await;
@@ -152,7 +143,7 @@ async fn database_outage_self_fences_and_recovers(engine: DbEngine) {
     let spec = ClusterSpec { db_proxy: true, ..ClusterSpec::fast(engine) };
     let Some(cluster) = start(spec).await else { return };
     let load = load::start(cluster.http.clone(), cluster.api.clone(), cluster.token.clone(), RECIPIENTS, RATE);
-    let delivered = wait_deliveries(&cluster, 0, 20).await;
+    let delivered = cluster.wait_more_deliveries(0, 20).await;
 
     let proxy = cluster.proxy.as_ref().expect("proxy");
     proxy.cut();
@@ -165,7 +156,7 @@ async fn database_outage_self_fences_and_recovers(engine: DbEngine) {
     tokio::time::sleep(Duration::from_secs_f64(2.0 * cluster.spec.unhealthy_interval)).await;
     proxy.restore();
     cluster.wait_all_shards_served(Duration::from_secs(30)).await;
-    wait_deliveries(&cluster, delivered, 20).await;
+    cluster.wait_more_deliveries(delivered, 20).await;
 
     let report = load.finish().await;
     cluster.wait_delivered(&report.acked_ids(), Duration::from_secs(30)).await;

@@ -86,6 +86,8 @@ pub struct Cluster {
     pub proxy: Option<proxy::FaultProxy>,
     /// Logs of every node.
     pub dir: PathBuf,
+    /// Flags that point a node at the cluster's database.
+    db_args: Vec<String>,
     db: TestDatabase,
     _lock: ClusterLock,
 }
@@ -185,8 +187,23 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
     let api = format!("http://{}", webapp.ready_str("api_addr"));
     let sim_api = format!("http://{}", sim.ready_str("http_addr"));
     let token = login(&http, &api).await;
-    let cluster =
-        Cluster { spec, sim, masters, coreapps, webapp, api, sim_api, token, http, store, proxy, dir, db, _lock: lock };
+    let cluster = Cluster {
+        spec,
+        sim,
+        masters,
+        coreapps,
+        webapp,
+        api,
+        sim_api,
+        token,
+        http,
+        store,
+        proxy,
+        dir,
+        db_args,
+        db,
+        _lock: lock,
+    };
     cluster.wait_all_shards_served(Duration::from_secs(30)).await;
     Some(cluster)
 }
@@ -236,6 +253,18 @@ where
 }
 
 impl Cluster {
+    /// Starts one more webapp on the cluster's database and returns it with its API URL.
+    pub async fn start_webapp(&self, name: &str) -> (NodeProcess, String) {
+        let mut args = vec!["webapp".to_string(), "--node-id".into(), name.into(), "--listen".into(), "127.0.0.1:0".into()];
+        args.extend(self.db_args.clone());
+        let spec = NodeSpec { name: name.to_string(), args, env: Vec::new() };
+        let sink = LogSink { file: self.dir.join(format!("{name}.log")), echo: false };
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_shardgate"));
+        let node = start_node(&exe, &spec, &sink, Duration::from_secs(60)).await.expect("webapp starts");
+        let api = format!("http://{}", node.ready_str("api_addr"));
+        (node, api)
+    }
+
     /// The coreapp process named `node_id`.
     pub fn coreapp(&mut self, node_id: &str) -> &mut NodeProcess {
         self.coreapps.iter_mut().find(|c| c.name == node_id).unwrap_or_else(|| panic!("no coreapp {node_id}"))
@@ -301,6 +330,15 @@ impl Cluster {
         .await
     }
 
+    /// Waits until the sim has delivered `n` more messages than `from`; returns the count.
+    pub async fn wait_more_deliveries(&self, from: u64, n: u64) -> u64 {
+        wait_for(&format!("{n} more deliveries"), Duration::from_secs(20), || async {
+            let unique = self.sim_stats().await["unique_messages"].as_u64()?;
+            (unique >= from + n).then_some(unique)
+        })
+        .await
+    }
+
     /// How many times the sim delivered each id.
     pub async fn delivery_counts(&self) -> HashMap<String, u64> {
         let messages = self.sim_get("/sim/messages").await;
@@ -313,10 +351,9 @@ impl Cluster {
         counts
     }
 
-    /// Invariants I2 and I3 as the sim judges them: no conflict, no ban, every
-    /// acknowledged message delivered exactly once, nothing unknown delivered,
-    /// and each recipient's messages delivered in the order they were acknowledged.
-    pub async fn assert_exactly_once_in_order(&self, load: &load::LoadReport) {
+    /// No conflict, no ban, every acknowledged message delivered exactly once,
+    /// and nothing delivered that nobody was told was accepted.
+    pub async fn assert_exactly_once(&self, load: &load::LoadReport) {
         let stats = self.sim_stats().await;
         assert_eq!(stats["conflicts"], 0, "upstream conflicts: {stats}\n{}", self.logs_hint());
         assert_eq!(stats["bans"], 0, "bans: {stats}");
@@ -338,6 +375,14 @@ impl Cluster {
                 assert!(acked.contains(id), "delivered a message nobody was told was accepted: {id}");
             }
         }
+    }
+
+    /// Invariants I2 and I3 as the sim judges them: no conflict, no ban, every
+    /// acknowledged message delivered exactly once, nothing unknown delivered,
+    /// and each recipient's messages delivered in the order they were acknowledged.
+    pub async fn assert_exactly_once_in_order(&self, load: &load::LoadReport) {
+        self.assert_exactly_once(load).await;
+        let acked: std::collections::HashSet<String> = load.acked_ids().into_iter().collect();
         let deliveries = self.sim_get("/sim/deliveries").await;
         for (to, expected) in load.acked_by_recipient() {
             let got: Vec<String> = deliveries["deliveries"][&to]

@@ -1,0 +1,198 @@
+//! Per-call cost of each default plugin, through the host path the gateway
+//! and the master use (policy handle → running plugin → pooled instance,
+//! deadline armed, arguments lowered, answer lifted and checked), against
+//! the native rule it reproduces.
+//!
+//! `cargo bench -p shardgate-plugins --bench policy_calls` runs it and, on a
+//! full run, rewrites the `plugins` section of BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use criterion::Criterion;
+use shardgate_core::policy::{
+    AuthRequest, AuthorizationPolicy, HashRouter, HealthObservations, HealthPolicy, IntervalHealth, OnPremAuthorizer,
+    Principal, RouteRequest, RoutingPolicy, UserRole,
+};
+use shardgate_plugins::{HostConfig, PluginHost};
+
+/// Each case: criterion id, what it measures.
+const CASES: [(&str, &str); 9] = [
+    ("router/plugin", "router plugin, `route` of a 13-digit recipient, no metadata, 8 shards"),
+    ("router/native", "`HashRouter`, same message"),
+    ("router/plugin-with-metadata", "router plugin, same recipient, one metadata pair"),
+    ("router/native-with-metadata", "`HashRouter`, same message"),
+    ("authorizer/plugin", "authorizer plugin, a user `POST /v1/messages`, one header"),
+    ("authorizer/native", "`OnPremAuthorizer`, same request"),
+    ("health/plugin", "health-policy plugin, 2 masters, 3 round-trip times"),
+    ("health/native", "`IntervalHealth`, same observations"),
+    (
+        "tracing/span",
+        "the `trace_span!` each plugin call enters, with the binary's subscriber at `info` (included above)",
+    ),
+];
+
+fn main() {
+    let output = criterion_dir();
+    let mut c = Criterion::default()
+        .output_directory(&output)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let started = SystemTime::now();
+    // As the binary runs: a fmt subscriber, `info` and up.
+    tracing_subscriber::fmt().with_env_filter("info").init();
+    let host = PluginHost::new(HostConfig::default()).expect("the plugin host starts");
+
+    let router = host.router();
+    let message = RouteRequest { recipient: "5511987654321".into(), kind: "text".into(), metadata: vec![] };
+    let with_metadata =
+        RouteRequest { metadata: vec![("recipient-type".into(), "individual".into())], ..message.clone() };
+    c.bench_function("router/plugin", |b| b.iter(|| router.route(black_box(&message), black_box(8))));
+    c.bench_function("router/native", |b| b.iter(|| HashRouter.route(black_box(&message), black_box(8))));
+    c.bench_function("router/plugin-with-metadata", |b| b.iter(|| router.route(black_box(&with_metadata), 8)));
+    c.bench_function("router/native-with-metadata", |b| b.iter(|| HashRouter.route(black_box(&with_metadata), 8)));
+
+    let authorizer = host.authorizer();
+    let user = Principal::User { name: "ana".into(), role: UserRole::User };
+    let request = AuthRequest {
+        method: "POST".into(),
+        path: "/v1/messages".into(),
+        headers: vec![("user-agent".into(), "shardgate-client/1.0".into())],
+        client_addr: "10.0.3.17".into(),
+    };
+    c.bench_function("authorizer/plugin", |b| b.iter(|| authorizer.authorize(black_box(&user), black_box(&request))));
+    c.bench_function("authorizer/native", |b| {
+        b.iter(|| OnPremAuthorizer.authorize(black_box(&user), black_box(&request)))
+    });
+
+    let health = host.health();
+    let observations = HealthObservations {
+        node: "coreapp-2".into(),
+        heartbeats: vec![("master-1".into(), Some(1_200)), ("master-2".into(), Some(4_800))],
+        since_db_liveness_ms: 20_000,
+        recent_rtt_us: vec![310, 290, 1_150],
+        heartbeat_interval_ms: 5_000,
+        unhealthy_interval_ms: 30_000,
+        db_update_interval_ms: 60_000,
+    };
+    c.bench_function("health/plugin", |b| b.iter(|| health.judge(black_box(&observations))));
+    c.bench_function("health/native", |b| b.iter(|| IntervalHealth.judge(black_box(&observations))));
+
+    c.bench_function("tracing/span", |b| {
+        b.iter(|| drop(tracing::trace_span!("plugin_call", kind = black_box("router")).entered()))
+    });
+
+    c.final_summary();
+    for info in host.plugins() {
+        assert_eq!(info.fallbacks, 0, "a benchmarked call fell back: {info:?}");
+    }
+    if std::env::args().any(|a| a == "--bench") {
+        match medians(&output, started) {
+            Some(medians) => write_section(&medians),
+            None => eprintln!("not every case ran (a filter?): BENCHMARKS.md left as it is"),
+        }
+    }
+}
+
+fn criterion_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("criterion")
+}
+
+/// The median of every case, in ns, if all were measured by this run.
+fn medians(output: &Path, started: SystemTime) -> Option<Vec<f64>> {
+    CASES
+        .iter()
+        .map(|(id, _)| {
+            // Criterion names the folder after the id with `/` made `_`.
+            let path = output.join(id.replace('/', "_")).join("new/estimates.json");
+            let fresh = std::fs::metadata(&path).and_then(|m| m.modified()).ok()? >= started;
+            let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            fresh.then(|| estimates["median"]["point_estimate"].as_f64()).flatten()
+        })
+        .collect()
+}
+
+fn write_section(medians: &[f64]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("{}: not found; figures not written", path.display());
+        return;
+    };
+    let (begin, end) = ("<!-- plugins:begin -->", "<!-- plugins:end -->");
+    let mut section = String::new();
+    let _ = writeln!(section, "{begin}\n## Plugin calls\n");
+    let _ = writeln!(
+        section,
+        "_Generated by `plugins/host/benches/policy_calls.rs`; everything between the `plugins` markers is \
+         overwritten by the next run._\n"
+    );
+    let _ = writeln!(
+        section,
+        "Each plugin case calls the embedded default component through the policy handle the gateway and the \
+         master use: the running plugin is looked up, an instance taken from its pool, the deadline armed (epoch \
+         interruption, {} ms, 1 ms ticks), the arguments lowered into the guest, the answer lifted and checked, \
+         the instance put back. The native case calls the rule of `shardgate_core::policy` the component \
+         reproduces. Median of criterion's samples, one thread.\n\n\
+         What a plugin call costs is mostly wasmtime entering the guest, once per string or list argument (the \
+         guest's `cabi_realloc`, even for an empty list), once for the function, and once for its post-return when \
+         the answer can carry a string: a `route` call enters the guest five times (`recipient`, `kind`, \
+         `metadata`, `route`, post-return), each extra metadata pair twice more.\n",
+        HostConfig::default().call_deadline.as_millis()
+    );
+    let _ = writeln!(section, "**Command**: `cargo bench -p shardgate-plugins --bench policy_calls`  ");
+    let _ = writeln!(section, "**Date**: {}  ", command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+    let _ = writeln!(
+        section,
+        "**Machine**: {} CPUs (`nproc`), load average (1, 5, 15 min) {} at the end (a shared machine)  ",
+        command_line("nproc", &[]),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        section,
+        "**Toolchain**: {}; profile `bench`; wasmtime 48.0.8 (features `runtime`, `cranelift`, \
+         `component-model`, `pooling-allocator`, `std`; no `component-model-async`)\n",
+        command_line("rustc", &["--version"])
+    );
+    let _ = writeln!(section, "| Case | What | Median |\n|---|---|---|");
+    for ((id, what), median) in CASES.iter().zip(medians) {
+        let _ = writeln!(section, "| `{id}` | {what} | {median:.0} ns |");
+    }
+    let _ = writeln!(section);
+    for (kind, plugin, native) in
+        [("router", 0, 1), ("router with metadata", 2, 3), ("authorizer", 4, 5), ("health", 6, 7)]
+    {
+        let _ = writeln!(
+            section,
+            "- {kind}: the plugin costs {:.0} ns more than the native rule per call.",
+            medians[plugin] - medians[native]
+        );
+    }
+    let target = if medians[0] < 300.0 { "**met**" } else { "**NOT met**" };
+    let _ = writeln!(section, "\nTarget: router call median under 300 ns: {target} ({:.0} ns).", medians[0]);
+    let _ = write!(section, "{end}");
+
+    let text = match (text.find(begin), text.find(end)) {
+        (Some(b), Some(e)) if b < e => format!("{}{section}{}", &text[..b], &text[e + end.len()..]),
+        _ => format!("{}\n{section}\n", text.trim_end()),
+    };
+    match std::fs::write(&path, text) {
+        Ok(()) => eprintln!("wrote the plugins section of {}", path.display()),
+        Err(e) => eprintln!("{}: {e}", path.display()),
+    }
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}

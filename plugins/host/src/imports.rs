@@ -1,0 +1,118 @@
+//! What a plugin instance sees of the host: the `host` interface of
+//! `wit/policy.wit` (a log line, a monotonic clock, read-only settings), and
+//! the per-store state behind it, which also enforces the memory cap.
+//!
+//! No filesystem, no network, no wall clock: a WASI import a component
+//! carries is linked to a trap (see `engine.rs`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::deadline::Overrun;
+use crate::error::MemoryCapExceeded;
+use crate::PluginKind;
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    interfaces: "import shardgate:policy/host@0.1.0;",
+});
+
+pub use shardgate::policy::host;
+
+/// The longest log line a plugin may write; the rest is cut off.
+const MAX_LOG_LINE: usize = 2048;
+
+/// Most table elements an instance may grow to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The cluster settings as the plugins see them: a snapshot swapped whole by
+/// `PluginHost::set_settings`.
+pub(crate) type Settings = Arc<ArcSwap<HashMap<String, String>>>;
+
+/// Who a plugin is, for its log lines and the host's.
+#[derive(Debug)]
+pub(crate) struct PluginLabel {
+    pub kind: PluginKind,
+    pub name: String,
+    pub version: String,
+}
+
+/// The data of one plugin instance's store.
+pub(crate) struct PluginState {
+    label: Arc<PluginLabel>,
+    settings: Settings,
+    clock_origin: Instant,
+    memory_cap: usize,
+    /// The call deadline, for the check past it (`deadline.rs`).
+    pub deadline: Duration,
+    /// Set once the running call has reached its deadline (`deadline.rs`).
+    pub overrun: Option<Overrun>,
+}
+
+impl PluginState {
+    pub fn new(
+        label: Arc<PluginLabel>,
+        settings: Settings,
+        clock_origin: Instant,
+        memory_cap: usize,
+        deadline: Duration,
+    ) -> PluginState {
+        PluginState { label, settings, clock_origin, memory_cap, deadline, overrun: None }
+    }
+}
+
+impl host::Host for PluginState {
+    fn log(&mut self, level: host::Level, mut message: String) {
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" [cut]");
+        }
+        let PluginLabel { kind, name, version } = &*self.label;
+        let (kind, name, version) = (kind.as_str(), name.as_str(), version.as_str());
+        match level {
+            host::Level::Debug => {
+                tracing::debug!(plugin.kind = kind, plugin.name = name, plugin.version = version, "{message}")
+            }
+            host::Level::Info => {
+                tracing::info!(plugin.kind = kind, plugin.name = name, plugin.version = version, "{message}")
+            }
+            host::Level::Warn => {
+                tracing::warn!(plugin.kind = kind, plugin.name = name, plugin.version = version, "{message}")
+            }
+            host::Level::Error => {
+                tracing::error!(plugin.kind = kind, plugin.name = name, plugin.version = version, "{message}")
+            }
+        }
+    }
+
+    fn monotonic_now(&mut self) -> u64 {
+        u64::try_from(self.clock_origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn setting(&mut self, name: String) -> Option<String> {
+        self.settings.load().get(&name).cloned()
+    }
+}
+
+impl wasmtime::ResourceLimiter for PluginState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            // An error rather than `Ok(false)`: the call traps at once with a
+            // cause the host can name, instead of the guest aborting later on
+            // a failed allocation (or, worse, carrying on without it).
+            return Err(wasmtime::Error::new(MemoryCapExceeded { desired, cap: self.memory_cap }));
+        }
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|max| desired <= max))
+    }
+}
