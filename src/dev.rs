@@ -55,7 +55,8 @@ pub async fn run(config: DevConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let exe = std::env::current_exe()?;
     let db_args = |extra: &[String]| -> Vec<String> {
-        let mut args = vec!["--db-engine".into(), "SQLITE".into(), "--data-dir".into(), config.data_dir.display().to_string()];
+        let mut args =
+            vec!["--db-engine".into(), "SQLITE".into(), "--data-dir".into(), config.data_dir.display().to_string()];
         args.extend_from_slice(extra);
         args
     };
@@ -109,7 +110,8 @@ pub async fn run(config: DevConfig) -> anyhow::Result<()> {
             ]);
             nodes.push(start(format!("coreapp-{i}"), [vec!["coreapp".into()], args].concat()).await?);
         }
-        let args = db_args(&["--node-id".into(), "webapp-1".into(), "--listen".into(), format!("127.0.0.1:{}", config.port)]);
+        let args =
+            db_args(&["--node-id".into(), "webapp-1".into(), "--listen".into(), format!("127.0.0.1:{}", config.port)]);
         nodes.push(start("webapp-1".into(), [vec!["webapp".into()], args].concat()).await?);
         Ok(())
     }

@@ -75,7 +75,12 @@ async fn sync_once(
             Wanted::Cluster(sha) => {
                 let Some(stored) = store.plugin(kind.as_str()).await? else { continue };
                 if let Err(e) = host.load(kind, &stored.name, &stored.version, &stored.component) {
-                    tracing::error!("uploaded {} plugin {} {} cannot load: {e}", kind.as_str(), stored.name, stored.version);
+                    tracing::error!(
+                        "uploaded {} plugin {} {} cannot load: {e}",
+                        kind.as_str(),
+                        stored.name,
+                        stored.version
+                    );
                     refused.insert(sha);
                 }
             }

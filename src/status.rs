@@ -59,13 +59,7 @@ pub async fn run(config: StatusConfig) -> anyhow::Result<()> {
                     let owned: Vec<_> = map.rows.iter().filter(|r| r.owner == n.node_id).collect();
                     let shards = owned
                         .iter()
-                        .map(|r| {
-                            if r.lease_live(now) {
-                                r.shard.to_string()
-                            } else {
-                                format!("{}(pending)", r.shard)
-                            }
-                        })
+                        .map(|r| if r.lease_live(now) { r.shard.to_string() } else { format!("{}(pending)", r.shard) })
                         .collect::<Vec<_>>()
                         .join(",");
                     let epoch = owned.iter().map(|r| r.epoch.to_string()).collect::<Vec<_>>().join(",");
@@ -73,7 +67,9 @@ pub async fn run(config: StatusConfig) -> anyhow::Result<()> {
                     let healthy = last.is_some_and(|l| l <= unhealthy_ms) && since_seen <= stale_ms;
                     ("coreapp".to_string(), shards, epoch, last, healthy)
                 }
-                other => (other.to_string(), "-".to_string(), "-".to_string(), Some(since_seen), since_seen <= stale_ms),
+                other => {
+                    (other.to_string(), "-".to_string(), "-".to_string(), Some(since_seen), since_seen <= stale_ms)
+                }
             };
             NodeRow {
                 node: n.node_id.clone(),

@@ -47,7 +47,12 @@ pub struct NodeProcess {
 }
 
 /// Starts `exe` with `spec` and waits up to `ready_timeout` for its readiness line.
-pub async fn start_node(exe: &Path, spec: &NodeSpec, sink: &LogSink, ready_timeout: Duration) -> anyhow::Result<NodeProcess> {
+pub async fn start_node(
+    exe: &Path,
+    spec: &NodeSpec,
+    sink: &LogSink,
+    ready_timeout: Duration,
+) -> anyhow::Result<NodeProcess> {
     let mut command = Command::new(exe);
     command
         .args(&spec.args)

@@ -64,7 +64,15 @@ fn invalid_shard_count_is_refused_naming_the_allowed_values() {
 
 #[test]
 fn unsafe_initial_settings_are_refused_with_the_reason() {
-    let out = run(shardgate().args(["master", "--heartbeat-interval", "0.2", "--unhealthy-interval", "1", "--upstream-session-timeout", "0.9"]));
+    let out = run(shardgate().args([
+        "master",
+        "--heartbeat-interval",
+        "0.2",
+        "--unhealthy-interval",
+        "1",
+        "--upstream-session-timeout",
+        "0.9",
+    ]));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unhealthy_interval") && stderr.contains("session_timeout"), "{stderr}");
@@ -72,7 +80,15 @@ fn unsafe_initial_settings_are_refused_with_the_reason() {
 
 #[test]
 fn help_documents_every_official_variable_of_each_role() {
-    let db = ["WA_DB_ENGINE", "WA_DB_HOSTNAME", "WA_DB_PORT", "WA_DB_USERNAME", "WA_DB_PASSWORD", "WA_DB_NAME_PREFIX", "WA_DB_CONNECTION_IDLE_TIMEOUT"];
+    let db = [
+        "WA_DB_ENGINE",
+        "WA_DB_HOSTNAME",
+        "WA_DB_PORT",
+        "WA_DB_USERNAME",
+        "WA_DB_PASSWORD",
+        "WA_DB_NAME_PREFIX",
+        "WA_DB_CONNECTION_IDLE_TIMEOUT",
+    ];
     let node = ["COREAPP_HOSTNAME", "COREAPP_EXTERNAL_PORTS"];
     for (role, extra) in [("webapp", &["WA_API_KEY"][..]), ("master", &node[..]), ("coreapp", &node[..])] {
         let out = run(shardgate().args([role, "--help"]));
@@ -115,13 +131,22 @@ async fn unused_official_variables_are_ignored_with_one_info_line_each() {
     let dir = temp_dir();
     let spec = shardgate::supervisor::NodeSpec {
         name: "master".into(),
-        args: ["master", "--control-listen", "127.0.0.1:0", "--data-dir"].iter().map(|s| s.to_string()).chain([dir.display().to_string()]).collect(),
+        args: ["master", "--control-listen", "127.0.0.1:0", "--data-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([dir.display().to_string()])
+            .collect(),
         env: vec![("WA_API_VERSION".into(), "v2.41.3".into()), ("EXTERNAL_WEBAPP_PORT".into(), "9090".into())],
     };
     let sink = shardgate::supervisor::LogSink { file: dir.join("master.log"), echo: false };
-    let mut node = shardgate::supervisor::start_node(env!("CARGO_BIN_EXE_shardgate").as_ref(), &spec, &sink, Duration::from_secs(30))
-        .await
-        .expect("master starts despite unknown official variables");
+    let mut node = shardgate::supervisor::start_node(
+        env!("CARGO_BIN_EXE_shardgate").as_ref(),
+        &spec,
+        &sink,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("master starts despite unknown official variables");
     node.stop(Duration::from_secs(5)).await.expect("stop");
     let log = std::fs::read_to_string(&sink.file).expect("log");
     for name in ["WA_API_VERSION", "EXTERNAL_WEBAPP_PORT"] {
@@ -157,7 +182,8 @@ async fn dev_starts_every_node_as_a_process_and_ctrl_c_stops_them_all() {
         serde_json::from_str(&std::fs::read_to_string(&cluster_json).ok()?).ok()
     })
     .await;
-    let pids: Vec<i32> = summary["nodes"].as_array().unwrap().iter().map(|n| n["pid"].as_i64().unwrap() as i32).collect();
+    let pids: Vec<i32> =
+        summary["nodes"].as_array().unwrap().iter().map(|n| n["pid"].as_i64().unwrap() as i32).collect();
     let roles: Vec<&str> = summary["nodes"].as_array().unwrap().iter().map(|n| n["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["upstream-sim", "master", "master", "coreapp", "coreapp", "coreapp", "webapp"]);
     assert!(pids.iter().all(|&p| alive(p)), "every node runs as its own process");
@@ -189,13 +215,17 @@ async fn dev_starts_every_node_as_a_process_and_ctrl_c_stops_them_all() {
     let pid = dev.id().unwrap() as i32;
     // SAFETY: signalling the child we started.
     unsafe { libc::kill(pid, libc::SIGINT) };
-    let exit = tokio::time::timeout(Duration::from_secs(30), dev.wait()).await.expect("dev exits after Ctrl-C").unwrap();
+    let exit =
+        tokio::time::timeout(Duration::from_secs(30), dev.wait()).await.expect("dev exits after Ctrl-C").unwrap();
     assert!(exit.success(), "dev exits cleanly: {exit:?}");
     for p in pids {
         assert!(!alive(p), "node pid {p} still running after Ctrl-C");
     }
     let out = printed.await.unwrap();
-    assert!(out.contains("REST API:") && out.contains("admin:secret"), "dev prints where the API is and how to log in:\n{out}");
+    assert!(
+        out.contains("REST API:") && out.contains("admin:secret"),
+        "dev prints where the API is and how to log in:\n{out}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -73,7 +73,8 @@ async fn router_uploaded_on_one_webapp_reroutes_live_on_every_webapp() {
     let us = recipient("1555", 1);
     assert_eq!(delivered_shard(&cluster, &api2, &uk).await, 0, "default rule before the upload");
 
-    let response = upload(&cluster, &cluster.api, "router", "country", component("components/router-country.wasm")).await;
+    let response =
+        upload(&cluster, &cluster.api, "router", "country", component("components/router-country.wasm")).await;
     assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
     wait_running(&cluster, &api2, "router", "country").await;
     assert_eq!(delivered_shard(&cluster, &api2, &uk).await, 1, "pinned by the uploaded router");
@@ -98,7 +99,8 @@ async fn swapping_routers_under_load_loses_no_request() {
     let load = load::start(cluster.http.clone(), cluster.api.clone(), cluster.token.clone(), 4, 15.0);
     let mut delivered = cluster.wait_more_deliveries(0, 10).await;
     for _ in 0..3 {
-        let response = upload(&cluster, &cluster.api, "router", "country", component("components/router-country.wasm")).await;
+        let response =
+            upload(&cluster, &cluster.api, "router", "country", component("components/router-country.wasm")).await;
         assert!(response.status().is_success());
         wait_running(&cluster, &cluster.api, "router", "country").await;
         delivered = cluster.wait_more_deliveries(delivered, 10).await;
@@ -120,7 +122,8 @@ async fn swapping_routers_under_load_loses_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_router_never_takes_the_node_down_and_stays_unloaded() {
     let Some(cluster) = start(ClusterSpec::fast(DbEngine::Sqlite)).await else { return };
-    let response = upload(&cluster, &cluster.api, "router", "loop", component("test-components/hostile-loop.wasm")).await;
+    let response =
+        upload(&cluster, &cluster.api, "router", "loop", component("test-components/hostile-loop.wasm")).await;
     assert!(response.status().is_success(), "a valid component loads: {}", response.text().await.unwrap_or_default());
     for n in 0..8 {
         let started = Instant::now();
@@ -133,6 +136,7 @@ async fn hostile_router_never_takes_the_node_down_and_stays_unloaded() {
     // It stays unloaded: the cluster's copy is not loaded again.
     tokio::time::sleep(shardgate::plugin_sync::SYNC_EVERY * 3).await;
     assert_eq!(running(&cluster, &cluster.api, "router").await["default"], true, "the failing plugin came back");
-    let health = cluster.http.get(format!("{}/v1/health", cluster.api)).bearer_auth(&cluster.token).send().await.unwrap();
+    let health =
+        cluster.http.get(format!("{}/v1/health", cluster.api)).bearer_auth(&cluster.token).send().await.unwrap();
     assert!(health.status().is_success(), "the webapp still serves");
 }

@@ -60,11 +60,7 @@ pub struct DbConfig {
     #[arg(long = "db-name-prefix", env = "WA_DB_NAME_PREFIX", default_value = "")]
     pub name_prefix: String,
     /// Milliseconds an idle pooled connection is kept.
-    #[arg(
-        long = "db-connection-idle-timeout",
-        env = "WA_DB_CONNECTION_IDLE_TIMEOUT",
-        default_value = "180000"
-    )]
+    #[arg(long = "db-connection-idle-timeout", env = "WA_DB_CONNECTION_IDLE_TIMEOUT", default_value = "180000")]
     pub idle_timeout_ms: u64,
     /// Directory of the embedded SQLite database (SQLITE only).
     #[arg(long = "data-dir", env = "SHARDGATE_DATA_DIR", default_value = "shardgate-data")]
@@ -99,11 +95,7 @@ impl DbConfig {
             Some(p) if !p.is_empty() => format!("{}:{}", url_escape(user), url_escape(p)),
             _ => url_escape(user),
         };
-        format!(
-            "{scheme}://{auth}@{}:{}/{database}",
-            self.hostname,
-            self.port.unwrap_or(port)
-        )
+        format!("{scheme}://{auth}@{}:{}/{database}", self.hostname, self.port.unwrap_or(port))
     }
 }
 
@@ -111,9 +103,7 @@ impl DbConfig {
 fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -103,13 +103,7 @@ impl ControlClient {
     /// Tells a coreapp that a shard has new messages; best effort.
     pub async fn wake(&self, addr: &str, shard: u32, timeout: Duration) -> Result<(), ControlError> {
         let url = format!("http://{addr}/control/wake");
-        self.http
-            .post(url)
-            .json(&Wake { shard })
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| classify(addr, e))?;
+        self.http.post(url).json(&Wake { shard }).timeout(timeout).send().await.map_err(|e| classify(addr, e))?;
         Ok(())
     }
 }

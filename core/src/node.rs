@@ -47,13 +47,7 @@ impl NodeArgs {
             .clone()
             .filter(|h| !h.is_empty())
             .or_else(|| std::env::var("EXTERNAL_HOSTNAME").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| {
-                if bound.ip().is_unspecified() {
-                    machine_hostname()
-                } else {
-                    bound.ip().to_string()
-                }
-            });
+            .unwrap_or_else(|| if bound.ip().is_unspecified() { machine_hostname() } else { bound.ip().to_string() });
         Ok(format!("{host}:{port}"))
     }
 }
@@ -65,9 +59,7 @@ pub fn parse_external_ports(list: &str) -> Result<[u16; 4], String> {
         .map(|p| p.trim().parse::<u16>())
         .collect::<Result<_, _>>()
         .map_err(|_| format!("COREAPP_EXTERNAL_PORTS must be four comma-separated ports, not {list:?}"))?;
-    ports
-        .try_into()
-        .map_err(|_| format!("COREAPP_EXTERNAL_PORTS must be four comma-separated ports, not {list:?}"))
+    ports.try_into().map_err(|_| format!("COREAPP_EXTERNAL_PORTS must be four comma-separated ports, not {list:?}"))
 }
 
 fn machine_hostname() -> String {
@@ -162,8 +154,8 @@ pub async fn wait_for_schema(store: &Store, role: &str) -> StoreResult<()> {
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
 pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -163,7 +163,9 @@ impl AuthorizationPolicy for OnPremAuthorizer {
             Principal::Anonymous if request.path == "/v1/users/login" => AuthVerdict::Allow,
             Principal::Anonymous => deny(401, "this endpoint needs Authorization: Bearer <token>"),
             Principal::ApiKey if apikey_path(&request.path) => AuthVerdict::Allow,
-            Principal::ApiKey => deny(403, "Authorization: Apikey is accepted on /v1/health, /metrics and /v1/stats/* only"),
+            Principal::ApiKey => {
+                deny(403, "Authorization: Apikey is accepted on /v1/health, /metrics and /v1/stats/* only")
+            }
             Principal::User { role: UserRole::User, .. } if admin_path(&request.path) => {
                 deny(403, "this endpoint is for admin users only")
             }
@@ -212,11 +214,20 @@ mod tests {
         let user = Principal::User { name: "u".into(), role: UserRole::User };
         let admin = Principal::User { name: "a".into(), role: UserRole::Admin };
         assert_eq!(a.authorize(&Principal::ApiKey, &request("/v1/health")), AuthVerdict::Allow);
-        assert!(matches!(a.authorize(&Principal::ApiKey, &request("/v1/messages")), AuthVerdict::Deny { status: 403, .. }));
-        assert!(matches!(a.authorize(&user, &request("/v1/settings/application")), AuthVerdict::Deny { status: 403, .. }));
+        assert!(matches!(
+            a.authorize(&Principal::ApiKey, &request("/v1/messages")),
+            AuthVerdict::Deny { status: 403, .. }
+        ));
+        assert!(matches!(
+            a.authorize(&user, &request("/v1/settings/application")),
+            AuthVerdict::Deny { status: 403, .. }
+        ));
         assert_eq!(a.authorize(&admin, &request("/v1/settings/application")), AuthVerdict::Allow);
         assert_eq!(a.authorize(&user, &request("/v1/messages")), AuthVerdict::Allow);
-        assert!(matches!(a.authorize(&Principal::Anonymous, &request("/v1/messages")), AuthVerdict::Deny { status: 401, .. }));
+        assert!(matches!(
+            a.authorize(&Principal::Anonymous, &request("/v1/messages")),
+            AuthVerdict::Deny { status: 401, .. }
+        ));
         assert_eq!(a.authorize(&Principal::Anonymous, &request("/v1/users/login")), AuthVerdict::Allow);
         assert!(!admin_path("/v1/settingsx"));
     }
@@ -233,7 +244,8 @@ mod tests {
             db_update_interval_ms: 60_000,
         };
         assert_eq!(IntervalHealth.judge(&base), HealthVerdict::Healthy);
-        let silent = HealthObservations { heartbeats: vec![("m1".into(), Some(31_000)), ("m2".into(), None)], ..base.clone() };
+        let silent =
+            HealthObservations { heartbeats: vec![("m1".into(), Some(31_000)), ("m2".into(), None)], ..base.clone() };
         assert!(matches!(IntervalHealth.judge(&silent), HealthVerdict::Unhealthy(r) if r.contains("31.0 s")));
         let stale = HealthObservations { since_db_liveness_ms: 120_001, ..base };
         assert!(matches!(IntervalHealth.judge(&stale), HealthVerdict::Unhealthy(r) if r.contains("liveness")));

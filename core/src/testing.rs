@@ -105,10 +105,7 @@ impl Drop for TestDatabase {
 /// Drops exactly the database of `config`, which this suite created.
 async fn drop_database(config: &DbConfig) -> Result<(), String> {
     let name = config.database_name();
-    assert!(
-        name.starts_with("sgt_"),
-        "refusing to drop {name:?}: not a test database"
-    );
+    assert!(name.starts_with("sgt_"), "refusing to drop {name:?}: not a test database");
     match config.engine {
         DbEngine::Sqlite => match std::fs::remove_dir_all(&config.data_dir) {
             Ok(()) => Ok(()),
@@ -117,11 +114,7 @@ async fn drop_database(config: &DbConfig) -> Result<(), String> {
         },
         DbEngine::Postgres | DbEngine::MySql => {
             sqlx::any::install_default_drivers();
-            let maintenance = if config.engine == DbEngine::Postgres {
-                "postgres"
-            } else {
-                ""
-            };
+            let maintenance = if config.engine == DbEngine::Postgres { "postgres" } else { "" };
             let url = config.server_url(maintenance);
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
                 .await
@@ -132,9 +125,7 @@ async fn drop_database(config: &DbConfig) -> Result<(), String> {
                 DbEngine::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
                 _ => format!("DROP DATABASE IF EXISTS {name}"),
             };
-            sqlx::Executor::execute(&mut conn, sql.as_str())
-                .await
-                .map_err(|e| format!("{sql}: {e}"))?;
+            sqlx::Executor::execute(&mut conn, sql.as_str()).await.map_err(|e| format!("{sql}: {e}"))?;
             let _ = sqlx::Connection::close(conn).await;
             Ok(())
         }
@@ -156,17 +147,10 @@ fn server_name(config: &DbConfig) -> String {
 /// Whether the server answers; panics naming it unless the skip variable is set.
 async fn server_reachable(config: &DbConfig) -> bool {
     sqlx::any::install_default_drivers();
-    let maintenance = if config.engine == DbEngine::Postgres {
-        "postgres"
-    } else {
-        ""
-    };
+    let maintenance = if config.engine == DbEngine::Postgres { "postgres" } else { "" };
     let url = config.server_url(maintenance);
-    let attempt = tokio::time::timeout(
-        Duration::from_secs(10),
-        <sqlx::AnyConnection as sqlx::Connection>::connect(&url),
-    )
-    .await;
+    let attempt =
+        tokio::time::timeout(Duration::from_secs(10), <sqlx::AnyConnection as sqlx::Connection>::connect(&url)).await;
     let error = match attempt {
         Ok(Ok(conn)) => {
             let _ = sqlx::Connection::close(conn).await;

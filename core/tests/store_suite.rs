@@ -71,11 +71,8 @@ where
     let Some(db) = TestDb::create(engine).await else {
         return;
     };
-    let outcome = tokio::time::timeout(
-        CASE_DEADLINE,
-        AssertUnwindSafe(case(db.store(), &db.db.config)).catch_unwind(),
-    )
-    .await;
+    let outcome =
+        tokio::time::timeout(CASE_DEADLINE, AssertUnwindSafe(case(db.store(), &db.db.config)).catch_unwind()).await;
     // Drop the database before reporting, so that a failure leaves nothing behind.
     drop(db);
     match outcome {
@@ -172,13 +169,7 @@ async fn migrated(store: &Store) {
 }
 
 fn wall_clock_ms() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
 /// Waits until the master lease has expired on the database clock. Polls
@@ -191,10 +182,7 @@ async fn wait_master_lease_expired(store: &Store) {
         if !lease.is_live() {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "master lease still live after {EXPIRY_DEADLINE:?}: {lease:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "master lease still live after {EXPIRY_DEADLINE:?}: {lease:?}");
         tokio::task::yield_now().await;
     }
 }
@@ -207,10 +195,7 @@ async fn wait_database_clock_past(store: &Store, at: i64) {
         if now > at {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "database clock {now} never passed {at}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "database clock {now} never passed {at}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -226,26 +211,16 @@ async fn become_master(store: &Store, holder: &str, ttl: Duration) -> MasterAuth
 
 /// Deposes `old`: its lease runs out and `new_holder` takes the next epoch.
 async fn depose(store: &Store, old: &MasterAuth, new_holder: &str) -> MasterAuth {
-    assert!(
-        store.renew_master_lease(old, TINY).await.unwrap(),
-        "shorten {old:?}"
-    );
+    assert!(store.renew_master_lease(old, TINY).await.unwrap(), "shorten {old:?}");
     wait_master_lease_expired(store).await;
     let new = become_master(store, new_holder, LONG).await;
-    assert_eq!(
-        new.epoch,
-        old.epoch + 1,
-        "a new master takes the next epoch"
-    );
+    assert_eq!(new.epoch, old.epoch + 1, "a new master takes the next epoch");
     new
 }
 
 async fn shard_row(store: &Store, shard: u32) -> shardgate_core::store::shard_map::ShardRow {
     let map = store.shard_map().await.expect("shard_map");
-    map.rows
-        .into_iter()
-        .find(|r| r.shard == shard)
-        .unwrap_or_else(|| panic!("no row for shard {shard}"))
+    map.rows.into_iter().find(|r| r.shard == shard).unwrap_or_else(|| panic!("no row for shard {shard}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -253,48 +228,24 @@ async fn shard_row(store: &Store, shard: u32) -> shardgate_core::store::shard_ma
 // ---------------------------------------------------------------------------
 
 async fn case_schema_migrates_once_and_refuses_newer(store: &Store, config: &DbConfig) {
-    assert_eq!(
-        store.schema_version().await.unwrap(),
-        0,
-        "a fresh database is at version 0"
-    );
+    assert_eq!(store.schema_version().await.unwrap(), 0, "a fresh database is at version 0");
     store.bootstrap().await.expect("bootstrap");
     store.bootstrap().await.expect("bootstrap is idempotent");
-    assert_eq!(
-        store.schema_version().await.unwrap(),
-        0,
-        "bootstrap applies no migration"
-    );
+    assert_eq!(store.schema_version().await.unwrap(), 0, "bootstrap applies no migration");
 
     let all: Vec<i64> = schema::MIGRATIONS.iter().map(|m| m.version).collect();
     assert_eq!(store.migrate().await.expect("first migrate"), all);
-    assert_eq!(
-        store.schema_version().await.unwrap(),
-        schema::latest_version()
-    );
-    assert_eq!(
-        store.migrate().await.expect("second migrate"),
-        Vec::<i64>::new(),
-        "migrate is idempotent"
-    );
+    assert_eq!(store.schema_version().await.unwrap(), schema::latest_version());
+    assert_eq!(store.migrate().await.expect("second migrate"), Vec::<i64>::new(), "migrate is idempotent");
     store.bootstrap().await.expect("bootstrap after migrate");
-    assert_eq!(
-        store.schema_version().await.unwrap(),
-        schema::latest_version(),
-        "bootstrap keeps the version"
-    );
-    assert_eq!(
-        store.check_not_newer().await.unwrap(),
-        schema::latest_version()
-    );
+    assert_eq!(store.schema_version().await.unwrap(), schema::latest_version(), "bootstrap keeps the version");
+    assert_eq!(store.check_not_newer().await.unwrap(), schema::latest_version());
 
     // A newer Shardgate upgraded the database: this build must stop.
     let newer = schema::latest_version() + 1;
     let mut conn = raw_connection(config).await;
     let sql = format!("UPDATE schema_version SET version = {newer} WHERE id = 1");
-    let done = sqlx::Executor::execute(&mut conn, sql.as_str())
-        .await
-        .expect(&sql);
+    let done = sqlx::Executor::execute(&mut conn, sql.as_str()).await.expect(&sql);
     assert_eq!(done.rows_affected(), 1, "{sql}");
     let _ = sqlx::Connection::close(conn).await;
     match store.check_not_newer().await {
@@ -307,11 +258,7 @@ async fn case_schema_migrates_once_and_refuses_newer(store: &Store, config: &DbC
         Err(StoreError::SchemaTooNew { found, .. }) => assert_eq!(found, newer),
         other => panic!("migrate on a newer schema: expected SchemaTooNew, got {other:?}"),
     }
-    assert_eq!(
-        store.schema_version().await.unwrap(),
-        newer,
-        "a refused migrate changes nothing"
-    );
+    assert_eq!(store.schema_version().await.unwrap(), newer, "a refused migrate changes nothing");
 }
 
 async fn case_database_clock(store: &Store, _: &DbConfig) {
@@ -325,19 +272,12 @@ async fn case_database_clock(store: &Store, _: &DbConfig) {
     let mut last = db_now;
     for _ in 0..50 {
         let now = store.now_ms().await.expect("now_ms");
-        assert!(
-            now >= last,
-            "database clock went backwards: {last} then {now}"
-        );
+        assert!(now >= last, "database clock went backwards: {last} then {now}");
         last = now;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     let later = store.now_ms().await.unwrap();
-    assert!(
-        later >= last + 40,
-        "50 ms of sleep moved the database clock only {} ms",
-        later - last
-    );
+    assert!(later >= last + 40, "50 ms of sleep moved the database clock only {} ms", later - last);
 }
 
 async fn case_master_lease(store: &Store, _: &DbConfig) {
@@ -347,85 +287,31 @@ async fn case_master_lease(store: &Store, _: &DbConfig) {
     assert_eq!(fresh.epoch, 0);
 
     let m1 = become_master(store, "m1", LONG).await;
-    assert_eq!(
-        m1,
-        MasterAuth {
-            holder: "m1".into(),
-            epoch: 1
-        },
-        "the first winner gets epoch 1"
-    );
+    assert_eq!(m1, MasterAuth { holder: "m1".into(), epoch: 1 }, "the first winner gets epoch 1");
     let lease = store.read_master_lease().await.unwrap();
     assert!(lease.is_live() && lease.holder == "m1", "{lease:?}");
-    assert!(
-        lease.expires_at >= lease.now + LONG.as_millis() as i64 - 2_000,
-        "ttl applied: {lease:?}"
-    );
+    assert!(lease.expires_at >= lease.now + LONG.as_millis() as i64 - 2_000, "ttl applied: {lease:?}");
 
-    assert_eq!(
-        store.try_acquire_master_lease("m2", LONG).await.unwrap(),
-        None,
-        "a live lease is not taken"
-    );
-    assert_eq!(
-        store.try_acquire_master_lease("m1", LONG).await.unwrap(),
-        None,
-        "nor re-won by its holder"
-    );
+    assert_eq!(store.try_acquire_master_lease("m2", LONG).await.unwrap(), None, "a live lease is not taken");
+    assert_eq!(store.try_acquire_master_lease("m1", LONG).await.unwrap(), None, "nor re-won by its holder");
 
-    assert!(
-        store.renew_master_lease(&m1, LONG).await.unwrap(),
-        "the holder renews"
-    );
-    let wrong_epoch = MasterAuth {
-        holder: "m1".into(),
-        epoch: 7,
-    };
-    assert!(
-        !store.renew_master_lease(&wrong_epoch, LONG).await.unwrap(),
-        "a wrong epoch does not renew"
-    );
-    let wrong_holder = MasterAuth {
-        holder: "m2".into(),
-        epoch: 1,
-    };
-    assert!(
-        !store.renew_master_lease(&wrong_holder, LONG).await.unwrap(),
-        "a non-holder does not renew"
-    );
+    assert!(store.renew_master_lease(&m1, LONG).await.unwrap(), "the holder renews");
+    let wrong_epoch = MasterAuth { holder: "m1".into(), epoch: 7 };
+    assert!(!store.renew_master_lease(&wrong_epoch, LONG).await.unwrap(), "a wrong epoch does not renew");
+    let wrong_holder = MasterAuth { holder: "m2".into(), epoch: 1 };
+    assert!(!store.renew_master_lease(&wrong_holder, LONG).await.unwrap(), "a non-holder does not renew");
 
     // Expiry: after it, another master wins the next epoch and m1 is fenced.
     let m2 = depose(store, &m1, "m2").await;
-    assert_eq!(
-        m2,
-        MasterAuth {
-            holder: "m2".into(),
-            epoch: 2
-        }
-    );
-    assert!(
-        !store.renew_master_lease(&m1, LONG).await.unwrap(),
-        "the deposed holder cannot renew"
-    );
-    assert!(
-        !store.release_master_lease(&m1).await.unwrap(),
-        "nor release the new holder's lease"
-    );
+    assert_eq!(m2, MasterAuth { holder: "m2".into(), epoch: 2 });
+    assert!(!store.renew_master_lease(&m1, LONG).await.unwrap(), "the deposed holder cannot renew");
+    assert!(!store.release_master_lease(&m1).await.unwrap(), "nor release the new holder's lease");
     let lease = store.read_master_lease().await.unwrap();
-    assert!(
-        lease.is_live() && lease.holder == "m2" && lease.epoch == 2,
-        "{lease:?}"
-    );
+    assert!(lease.is_live() && lease.holder == "m2" && lease.epoch == 2, "{lease:?}");
 
     // Release: free at once, no waiting for expiry.
-    assert!(
-        store.release_master_lease(&m2).await.unwrap(),
-        "the holder releases"
-    );
-    assert!(
-        !store.read_master_lease().await.unwrap().is_live(),
-        "a released lease is free"
-    );
+    assert!(store.release_master_lease(&m2).await.unwrap(), "the holder releases");
+    assert!(!store.read_master_lease().await.unwrap().is_live(), "a released lease is free");
     let m3 = become_master(store, "m3", LONG).await;
     assert_eq!(m3.epoch, 3, "every win bumps the epoch");
 }
@@ -440,299 +326,119 @@ async fn case_master_lease_race(store: &Store, _: &DbConfig) {
                 let start = start.clone();
                 tokio::spawn(async move {
                     start.wait().await;
-                    store
-                        .try_acquire_master_lease(&format!("m{round}-{i}"), LONG)
-                        .await
+                    store.try_acquire_master_lease(&format!("m{round}-{i}"), LONG).await
                 })
             })
             .collect();
         let mut winners = Vec::new();
         for candidate in candidates {
-            if let Some(auth) = candidate
-                .await
-                .expect("candidate task")
-                .expect("try_acquire_master_lease")
-            {
+            if let Some(auth) = candidate.await.expect("candidate task").expect("try_acquire_master_lease") {
                 winners.push(auth);
             }
         }
-        assert_eq!(
-            winners.len(),
-            1,
-            "round {round}: exactly one of 8 candidates wins: {winners:?}"
-        );
+        assert_eq!(winners.len(), 1, "round {round}: exactly one of 8 candidates wins: {winners:?}");
         let winner = winners.pop().unwrap();
-        assert_eq!(
-            winner.epoch, round,
-            "round {round}: one win, one epoch bump"
-        );
+        assert_eq!(winner.epoch, round, "round {round}: one win, one epoch bump");
         let lease = store.read_master_lease().await.unwrap();
-        assert_eq!(
-            (lease.holder.as_str(), lease.epoch),
-            (winner.holder.as_str(), round)
-        );
+        assert_eq!((lease.holder.as_str(), lease.epoch), (winner.holder.as_str(), round));
         assert!(store.release_master_lease(&winner).await.unwrap());
     }
 }
 
 async fn case_reassignment_fenced_by_master(store: &Store, _: &DbConfig) {
     migrated(store).await;
-    assert_eq!(
-        store.cluster_info().await.unwrap(),
-        None,
-        "no cluster before init"
-    );
-    let wanted = ClusterInfo {
-        shards: 4,
-        account: "15550001111".into(),
-    };
-    assert_eq!(
-        store.init_cluster(&wanted).await.expect("init_cluster"),
-        wanted
-    );
+    assert_eq!(store.cluster_info().await.unwrap(), None, "no cluster before init");
+    let wanted = ClusterInfo { shards: 4, account: "15550001111".into() };
+    assert_eq!(store.init_cluster(&wanted).await.expect("init_cluster"), wanted);
     // A later init (say, by a deposed master) keeps what is stored.
-    let other = ClusterInfo {
-        shards: 8,
-        account: "19990000000".into(),
-    };
-    assert_eq!(
-        store
-            .init_cluster(&other)
-            .await
-            .expect("second init_cluster"),
-        wanted
-    );
+    let other = ClusterInfo { shards: 8, account: "19990000000".into() };
+    assert_eq!(store.init_cluster(&other).await.expect("second init_cluster"), wanted);
     assert_eq!(store.cluster_info().await.unwrap(), Some(wanted));
     let map = store.shard_map().await.unwrap();
-    assert_eq!(
-        map.rows.iter().map(|r| r.shard).collect::<Vec<_>>(),
-        vec![0, 1, 2, 3]
-    );
-    assert!(
-        map.rows
-            .iter()
-            .all(|r| r.owner.is_empty() && r.epoch == 0 && r.version == 0),
-        "{map:?}"
-    );
+    assert_eq!(map.rows.iter().map(|r| r.shard).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert!(map.rows.iter().all(|r| r.owner.is_empty() && r.epoch == 0 && r.version == 0), "{map:?}");
 
     let m1 = become_master(store, "m1", LONG).await;
-    assert!(
-        store.reassign_shard(0, 0, "core-a", 0, &m1).await.unwrap(),
-        "the master reassigns"
-    );
+    assert!(store.reassign_shard(0, 0, "core-a", 0, &m1).await.unwrap(), "the master reassigns");
     let row = shard_row(store, 0).await;
-    assert_eq!(
-        (row.owner.as_str(), row.epoch, row.master_epoch, row.version),
-        ("core-a", 1, 1, 1)
-    );
-    assert!(
-        row.owner_instance.is_empty() && row.lease_expires_at == 0,
-        "{row:?}"
-    );
+    assert_eq!((row.owner.as_str(), row.epoch, row.master_epoch, row.version), ("core-a", 1, 1, 1));
+    assert!(row.owner_instance.is_empty() && row.lease_expires_at == 0, "{row:?}");
 
-    assert!(
-        !store.reassign_shard(0, 0, "core-b", 0, &m1).await.unwrap(),
-        "a stale row version does not reassign"
-    );
-    assert_eq!(
-        shard_row(store, 0).await,
-        row,
-        "a refused reassignment changes nothing"
-    );
+    assert!(!store.reassign_shard(0, 0, "core-b", 0, &m1).await.unwrap(), "a stale row version does not reassign");
+    assert_eq!(shard_row(store, 0).await, row, "a refused reassignment changes nothing");
 
     // An expired master may not act, even before anyone else took over.
     assert!(store.renew_master_lease(&m1, TINY).await.unwrap());
     wait_master_lease_expired(store).await;
-    assert!(
-        !store.reassign_shard(0, 1, "core-b", 0, &m1).await.unwrap(),
-        "an expired master is fenced"
-    );
+    assert!(!store.reassign_shard(0, 1, "core-b", 0, &m1).await.unwrap(), "an expired master is fenced");
 
     let m2 = become_master(store, "m2", LONG).await;
     assert_eq!(m2.epoch, 2);
-    assert!(
-        !store.reassign_shard(0, 1, "core-b", 0, &m1).await.unwrap(),
-        "a deposed master's late write fails"
-    );
-    assert!(
-        !store.reassign_shard(1, 0, "core-b", 0, &m1).await.unwrap(),
-        "on every shard"
-    );
-    let forged = MasterAuth {
-        holder: "m1".into(),
-        epoch: 2,
-    };
-    assert!(
-        !store
-            .reassign_shard(0, 1, "core-b", 0, &forged)
-            .await
-            .unwrap(),
-        "holder and epoch must match"
-    );
-    assert_eq!(
-        shard_row(store, 0).await,
-        row,
-        "the deposed master changed nothing"
-    );
+    assert!(!store.reassign_shard(0, 1, "core-b", 0, &m1).await.unwrap(), "a deposed master's late write fails");
+    assert!(!store.reassign_shard(1, 0, "core-b", 0, &m1).await.unwrap(), "on every shard");
+    let forged = MasterAuth { holder: "m1".into(), epoch: 2 };
+    assert!(!store.reassign_shard(0, 1, "core-b", 0, &forged).await.unwrap(), "holder and epoch must match");
+    assert_eq!(shard_row(store, 0).await, row, "the deposed master changed nothing");
     assert_eq!(shard_row(store, 1).await.version, 0);
 
-    assert!(
-        store.reassign_shard(0, 1, "core-b", 0, &m2).await.unwrap(),
-        "the new master reassigns"
-    );
+    assert!(store.reassign_shard(0, 1, "core-b", 0, &m2).await.unwrap(), "the new master reassigns");
     let row = shard_row(store, 0).await;
-    assert_eq!(
-        (row.owner.as_str(), row.epoch, row.master_epoch, row.version),
-        ("core-b", 2, 2, 2)
-    );
+    assert_eq!((row.owner.as_str(), row.epoch, row.master_epoch, row.version), ("core-b", 2, 2, 2));
 }
 
 async fn case_shard_lease(store: &Store, _: &DbConfig) {
     migrated(store).await;
-    store
-        .init_cluster(&ClusterInfo {
-            shards: 2,
-            account: "15550002222".into(),
-        })
-        .await
-        .unwrap();
+    store.init_cluster(&ClusterInfo { shards: 2, account: "15550002222".into() }).await.unwrap();
     let master = become_master(store, "m1", LONG).await;
 
     let not_before = store.now_ms().await.unwrap() + 500;
-    assert!(store
-        .reassign_shard(0, 0, "core-a", not_before, &master)
-        .await
-        .unwrap());
+    assert!(store.reassign_shard(0, 0, "core-a", not_before, &master).await.unwrap());
     let epoch = shard_row(store, 0).await.epoch;
     assert_eq!(epoch, 1);
-    assert!(
-        !store
-            .claim_shard(0, epoch, "core-a", "a-1", LONG)
-            .await
-            .unwrap(),
-        "no claim before not_before"
-    );
+    assert!(!store.claim_shard(0, epoch, "core-a", "a-1", LONG).await.unwrap(), "no claim before not_before");
     wait_database_clock_past(store, not_before).await;
+    assert!(!store.claim_shard(0, epoch, "core-b", "b-1", LONG).await.unwrap(), "a non-owner cannot claim");
+    assert!(!store.claim_shard(0, epoch + 1, "core-a", "a-1", LONG).await.unwrap(), "nor a wrong epoch");
+    assert!(store.claim_shard(0, epoch, "core-a", "a-1", LONG).await.unwrap(), "the owner claims");
     assert!(
-        !store
-            .claim_shard(0, epoch, "core-b", "b-1", LONG)
-            .await
-            .unwrap(),
-        "a non-owner cannot claim"
-    );
-    assert!(
-        !store
-            .claim_shard(0, epoch + 1, "core-a", "a-1", LONG)
-            .await
-            .unwrap(),
-        "nor a wrong epoch"
-    );
-    assert!(
-        store
-            .claim_shard(0, epoch, "core-a", "a-1", LONG)
-            .await
-            .unwrap(),
-        "the owner claims"
-    );
-    assert!(
-        !store
-            .claim_shard(0, epoch, "core-a", "a-2", LONG)
-            .await
-            .unwrap(),
+        !store.claim_shard(0, epoch, "core-a", "a-2", LONG).await.unwrap(),
         "a claimed lease cannot be claimed again, even by a restarted owner"
     );
     let map = store.shard_map().await.unwrap();
     let row = &map.rows[0];
     assert_eq!(row.owner_instance, "a-1");
-    assert!(
-        row.lease_live(map.now),
-        "claimed lease is live: {row:?} at {}",
-        map.now
-    );
+    assert!(row.lease_live(map.now), "claimed lease is live: {row:?} at {}", map.now);
 
-    assert!(
-        store.renew_shard(0, epoch, "a-1", LONG).await.unwrap(),
-        "the claiming instance renews"
-    );
-    assert!(
-        !store.renew_shard(0, epoch, "a-2", LONG).await.unwrap(),
-        "another instance cannot renew"
-    );
-    assert!(
-        !store.renew_shard(0, epoch - 1, "a-1", LONG).await.unwrap(),
-        "a stale epoch cannot renew"
-    );
-    assert!(
-        !store.renew_shard(1, epoch, "a-1", LONG).await.unwrap(),
-        "nor renew another shard"
-    );
+    assert!(store.renew_shard(0, epoch, "a-1", LONG).await.unwrap(), "the claiming instance renews");
+    assert!(!store.renew_shard(0, epoch, "a-2", LONG).await.unwrap(), "another instance cannot renew");
+    assert!(!store.renew_shard(0, epoch - 1, "a-1", LONG).await.unwrap(), "a stale epoch cannot renew");
+    assert!(!store.renew_shard(1, epoch, "a-1", LONG).await.unwrap(), "nor renew another shard");
 
     // lease_live follows the database clock.
     assert!(store.renew_shard(0, epoch, "a-1", TINY).await.unwrap());
     let expires_at = shard_row(store, 0).await.lease_expires_at;
     wait_database_clock_past(store, expires_at).await;
     let map = store.shard_map().await.unwrap();
-    assert!(
-        !map.rows[0].lease_live(map.now),
-        "expired lease is not live: {:?} at {}",
-        map.rows[0],
-        map.now
-    );
+    assert!(!map.rows[0].lease_live(map.now), "expired lease is not live: {:?} at {}", map.rows[0], map.now);
 
     // The master moves the shard: the old holder's lease is fenced.
     let version = shard_row(store, 0).await.version;
-    assert!(store
-        .reassign_shard(0, version, "core-b", 0, &master)
-        .await
-        .unwrap());
+    assert!(store.reassign_shard(0, version, "core-b", 0, &master).await.unwrap());
     let row = shard_row(store, 0).await;
-    assert_eq!(
-        (row.owner.as_str(), row.owner_instance.as_str(), row.epoch),
-        ("core-b", "", 2)
-    );
-    assert!(
-        !store.renew_shard(0, epoch, "a-1", LONG).await.unwrap(),
-        "the old holder's renew fails"
-    );
-    assert!(
-        !store.release_shard(0, epoch, "a-1").await.unwrap(),
-        "and so does its release"
-    );
-    assert!(
-        !store
-            .claim_shard(0, epoch, "core-a", "a-1", LONG)
-            .await
-            .unwrap(),
-        "and its reclaim"
-    );
+    assert_eq!((row.owner.as_str(), row.owner_instance.as_str(), row.epoch), ("core-b", "", 2));
+    assert!(!store.renew_shard(0, epoch, "a-1", LONG).await.unwrap(), "the old holder's renew fails");
+    assert!(!store.release_shard(0, epoch, "a-1").await.unwrap(), "and so does its release");
+    assert!(!store.claim_shard(0, epoch, "core-a", "a-1", LONG).await.unwrap(), "and its reclaim");
 
-    assert!(
-        store
-            .claim_shard(0, 2, "core-b", "b-1", LONG)
-            .await
-            .unwrap(),
-        "the new owner claims"
-    );
-    assert!(
-        store.release_shard(0, 2, "b-1").await.unwrap(),
-        "the owner releases"
-    );
+    assert!(store.claim_shard(0, 2, "core-b", "b-1", LONG).await.unwrap(), "the new owner claims");
+    assert!(store.release_shard(0, 2, "b-1").await.unwrap(), "the owner releases");
     let map = store.shard_map().await.unwrap();
     let row = &map.rows[0];
-    assert!(
-        row.owner.is_empty() && row.owner_instance.is_empty(),
-        "a released shard is free: {row:?}"
-    );
+    assert!(row.owner.is_empty() && row.owner_instance.is_empty(), "a released shard is free: {row:?}");
     assert!(!row.lease_live(map.now));
-    assert!(
-        !store.renew_shard(0, 2, "b-1", LONG).await.unwrap(),
-        "a released lease is not renewed"
-    );
+    assert!(!store.renew_shard(0, 2, "b-1", LONG).await.unwrap(), "a released lease is not renewed");
     let untouched = &map.rows[1];
-    assert!(
-        untouched.owner.is_empty() && untouched.version == 0,
-        "shard 1 untouched: {untouched:?}"
-    );
+    assert!(untouched.owner.is_empty() && untouched.version == 0, "shard 1 untouched: {untouched:?}");
 }
 
 async fn case_nodes_and_heartbeats(store: &Store, _: &DbConfig) {
@@ -753,145 +459,58 @@ async fn case_nodes_and_heartbeats(store: &Store, _: &DbConfig) {
     assert_eq!(nodes.len(), 1);
     let stored = &nodes[0];
     assert_eq!(
-        (
-            &stored.node_id,
-            &stored.role,
-            &stored.instance_id,
-            &stored.control_addr,
-            &stored.version,
-            stored.pid
-        ),
-        (
-            &first.node_id,
-            &first.role,
-            &first.instance_id,
-            &first.control_addr,
-            &first.version,
-            first.pid
-        )
+        (&stored.node_id, &stored.role, &stored.instance_id, &stored.control_addr, &stored.version, stored.pid),
+        (&first.node_id, &first.role, &first.instance_id, &first.control_addr, &first.version, first.pid)
     );
-    assert!(
-        stored.started_at >= t0 && stored.started_at <= now,
-        "started_at on the database clock"
-    );
+    assert!(stored.started_at >= t0 && stored.started_at <= now, "started_at on the database clock");
     assert!(stored.last_seen >= t0 && stored.last_seen <= now);
 
     // The same node restarted: the new process takes the id over.
-    let restarted = NodeRecord {
-        instance_id: "inst-2".into(),
-        pid: 5151,
-        ..first.clone()
-    };
+    let restarted = NodeRecord { instance_id: "inst-2".into(), pid: 5151, ..first.clone() };
     store.register_node(&restarted).await.expect("re-register");
-    store
-        .register_node(&restarted)
-        .await
-        .expect("re-register again at once");
+    store.register_node(&restarted).await.expect("re-register again at once");
     let (_, nodes) = store.nodes().await.unwrap();
-    assert_eq!(
-        nodes.len(),
-        1,
-        "re-registering updates, never duplicates: {nodes:?}"
-    );
-    assert_eq!(
-        (nodes[0].instance_id.as_str(), nodes[0].pid),
-        ("inst-2", 5151)
-    );
+    assert_eq!(nodes.len(), 1, "re-registering updates, never duplicates: {nodes:?}");
+    assert_eq!((nodes[0].instance_id.as_str(), nodes[0].pid), ("inst-2", 5151));
 
-    assert!(
-        !store.touch_node("core-a", "inst-1").await.unwrap(),
-        "the old process is told it lost its id"
-    );
-    assert!(
-        !store.touch_node("core-z", "inst-2").await.unwrap(),
-        "an unknown node is not touched"
-    );
+    assert!(!store.touch_node("core-a", "inst-1").await.unwrap(), "the old process is told it lost its id");
+    assert!(!store.touch_node("core-z", "inst-2").await.unwrap(), "an unknown node is not touched");
     // Twice within the same millisecond still counts as touched.
-    assert!(
-        store.touch_node("core-a", "inst-2").await.unwrap(),
-        "the live process touches"
-    );
-    assert!(
-        store.touch_node("core-a", "inst-2").await.unwrap(),
-        "and touches again at once"
-    );
+    assert!(store.touch_node("core-a", "inst-2").await.unwrap(), "the live process touches");
+    assert!(store.touch_node("core-a", "inst-2").await.unwrap(), "and touches again at once");
     let seen = store.nodes().await.unwrap().1[0].last_seen;
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(store.touch_node("core-a", "inst-2").await.unwrap());
-    assert!(
-        store.nodes().await.unwrap().1[0].last_seen > seen,
-        "touch moves last_seen forward"
-    );
+    assert!(store.nodes().await.unwrap().1[0].last_seen > seen, "touch moves last_seen forward");
 
-    let master = NodeRecord {
-        node_id: "master-1".into(),
-        role: "master".into(),
-        ..first.clone()
-    };
+    let master = NodeRecord { node_id: "master-1".into(), role: "master".into(), ..first.clone() };
     store.register_node(&master).await.unwrap();
     let (_, nodes) = store.nodes().await.unwrap();
-    assert_eq!(
-        nodes.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>(),
-        vec!["core-a", "master-1"]
-    );
+    assert_eq!(nodes.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>(), vec!["core-a", "master-1"]);
 
     assert!(store.heartbeat_observations().await.unwrap().is_empty());
-    store
-        .record_heartbeat("master-1", "core-a", "inst-2", 1500)
-        .await
-        .expect("first heartbeat");
+    store.record_heartbeat("master-1", "core-a", "inst-2", 1500).await.expect("first heartbeat");
     let first_ok = store.heartbeat_observations().await.unwrap();
     assert_eq!(first_ok.len(), 1);
     assert_eq!(
-        (
-            first_ok[0].master_id.as_str(),
-            first_ok[0].node_id.as_str(),
-            first_ok[0].instance_id.as_str()
-        ),
+        (first_ok[0].master_id.as_str(), first_ok[0].node_id.as_str(), first_ok[0].instance_id.as_str()),
         ("master-1", "core-a", "inst-2")
     );
     assert_eq!(first_ok[0].rtt_us, 1500);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    store
-        .record_heartbeat("master-1", "core-a", "inst-3", 900)
-        .await
-        .expect("second heartbeat");
-    store
-        .record_heartbeat("master-1", "core-a", "inst-3", 900)
-        .await
-        .expect("identical heartbeat");
+    store.record_heartbeat("master-1", "core-a", "inst-3", 900).await.expect("second heartbeat");
+    store.record_heartbeat("master-1", "core-a", "inst-3", 900).await.expect("identical heartbeat");
     let observations = store.heartbeat_observations().await.unwrap();
-    assert_eq!(
-        observations.len(),
-        1,
-        "a second heartbeat updates the row: {observations:?}"
-    );
+    assert_eq!(observations.len(), 1, "a second heartbeat updates the row: {observations:?}");
     let latest = &observations[0];
-    assert_eq!(
-        (latest.instance_id.as_str(), latest.rtt_us),
-        ("inst-3", 900)
-    );
-    assert!(
-        latest.last_ok_at > first_ok[0].last_ok_at,
-        "last_ok_at moves forward"
-    );
+    assert_eq!((latest.instance_id.as_str(), latest.rtt_us), ("inst-3", 900));
+    assert!(latest.last_ok_at > first_ok[0].last_ok_at, "last_ok_at moves forward");
 
-    store
-        .record_heartbeat("master-2", "core-a", "inst-3", 700)
-        .await
-        .unwrap();
-    let mut by_master: Vec<_> = store
-        .heartbeat_observations()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| (o.master_id, o.rtt_us))
-        .collect();
+    store.record_heartbeat("master-2", "core-a", "inst-3", 700).await.unwrap();
+    let mut by_master: Vec<_> =
+        store.heartbeat_observations().await.unwrap().into_iter().map(|o| (o.master_id, o.rtt_us)).collect();
     by_master.sort();
-    assert_eq!(
-        by_master,
-        vec![("master-1".into(), 900), ("master-2".into(), 700)]
-    );
+    assert_eq!(by_master, vec![("master-1".into(), 900), ("master-2".into(), 700)]);
 }
 
 async fn case_settings(store: &Store, _: &DbConfig) {
@@ -900,178 +519,73 @@ async fn case_settings(store: &Store, _: &DbConfig) {
     assert_eq!(store.settings_doc().await.unwrap(), None);
 
     let first = r#"{"webhooks":{"url":"https://hooks.example/ü"},"heartbeat_interval":5}"#;
-    assert_eq!(
-        store.write_settings(0, first).await.unwrap(),
-        Some(1),
-        "the first write is version 1"
-    );
-    assert_eq!(
-        store.write_settings(0, "{}").await.unwrap(),
-        None,
-        "a second first-write loses"
-    );
-    assert_eq!(
-        store.settings_doc().await.unwrap(),
-        Some((1, first.to_string()))
-    );
+    assert_eq!(store.write_settings(0, first).await.unwrap(), Some(1), "the first write is version 1");
+    assert_eq!(store.write_settings(0, "{}").await.unwrap(), None, "a second first-write loses");
+    assert_eq!(store.settings_doc().await.unwrap(), Some((1, first.to_string())));
 
     // A large document with every kind of character round-trips.
-    let second = format!(
-        r#"{{"note":"{}","quote":"it's \"x\"","emoji":"📨"}}"#,
-        "é".repeat(20_000)
-    );
+    let second = format!(r#"{{"note":"{}","quote":"it's \"x\"","emoji":"📨"}}"#, "é".repeat(20_000));
     assert_eq!(store.write_settings(1, &second).await.unwrap(), Some(2));
-    assert_eq!(
-        store.write_settings(1, "{}").await.unwrap(),
-        None,
-        "a stale version loses"
-    );
-    assert_eq!(
-        store.write_settings(5, "{}").await.unwrap(),
-        None,
-        "a future version loses"
-    );
-    assert_eq!(
-        store.settings_doc().await.unwrap(),
-        Some((2, second.clone()))
-    );
+    assert_eq!(store.write_settings(1, "{}").await.unwrap(), None, "a stale version loses");
+    assert_eq!(store.write_settings(5, "{}").await.unwrap(), None, "a future version loses");
+    assert_eq!(store.settings_doc().await.unwrap(), Some((2, second.clone())));
     // Writing the same bytes again is still a new version.
     assert_eq!(store.write_settings(2, &second).await.unwrap(), Some(3));
     assert_eq!(store.settings_version().await.unwrap(), 3);
 }
 
 fn message(id: &str, shard: u32, body: &str) -> NewMessage {
-    NewMessage {
-        id: id.into(),
-        shard,
-        recipient: format!("1555000{shard}"),
-        kind: "text".into(),
-        body: body.into(),
-    }
+    NewMessage { id: id.into(), shard, recipient: format!("1555000{shard}"), kind: "text".into(), body: body.into() }
 }
 
 async fn case_messages(store: &Store, _: &DbConfig) {
     migrated(store).await;
     let long_body = format!("{{\"text\":{{\"body\":\"{}\"}}}}", "ñ".repeat(4096));
-    for m in [
-        message("m1", 0, &long_body),
-        message("m2", 1, "two"),
-        message("m3", 0, "three ✓"),
-        message("m4", 0, "four"),
-    ] {
+    for m in
+        [message("m1", 0, &long_body), message("m2", 1, "two"), message("m3", 0, "three ✓"), message("m4", 0, "four")]
+    {
         store.enqueue_message(&m).await.expect("enqueue");
     }
-    assert!(
-        store
-            .enqueue_message(&message("m1", 1, "dup"))
-            .await
-            .is_err(),
-        "a duplicate id is refused"
-    );
+    assert!(store.enqueue_message(&message("m1", 1, "dup")).await.is_err(), "a duplicate id is refused");
 
     let pending = store.pending_messages(0, 10).await.unwrap();
-    assert_eq!(
-        pending.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
-        vec!["m1", "m3", "m4"]
-    );
-    assert!(
-        pending.windows(2).all(|w| w[0].seq < w[1].seq),
-        "seq order: {pending:?}"
-    );
+    assert_eq!(pending.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec!["m1", "m3", "m4"]);
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq), "seq order: {pending:?}");
     assert_eq!(pending[0].body, long_body, "the body round-trips");
     assert_eq!(pending[1].body, "three ✓");
     assert_eq!(pending[0].recipient, "15550000");
     assert!(pending.iter().all(|p| p.attempts == 0));
     let limited = store.pending_messages(0, 2).await.unwrap();
-    assert_eq!(
-        limited.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
-        vec!["m1", "m3"],
-        "limit"
-    );
+    assert_eq!(limited.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec!["m1", "m3"], "limit");
     let shard1 = store.pending_messages(1, 10).await.unwrap();
-    assert_eq!(
-        shard1.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
-        vec!["m2"],
-        "only its shard"
-    );
+    assert_eq!(shard1.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec!["m2"], "only its shard");
 
-    store
-        .mark_attempt(&["m1".into(), "m3".into()], 1, "core-a")
-        .await
-        .unwrap();
-    store
-        .mark_attempt(&["m1".into()], 2, "core-b")
-        .await
-        .unwrap();
-    let attempts: Vec<_> = store
-        .pending_messages(0, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| (p.id, p.attempts))
-        .collect();
-    assert_eq!(
-        attempts,
-        vec![("m1".into(), 2), ("m3".into(), 1), ("m4".into(), 0)]
-    );
+    store.mark_attempt(&["m1".into(), "m3".into()], 1, "core-a").await.unwrap();
+    store.mark_attempt(&["m1".into()], 2, "core-b").await.unwrap();
+    let attempts: Vec<_> =
+        store.pending_messages(0, 10).await.unwrap().into_iter().map(|p| (p.id, p.attempts)).collect();
+    assert_eq!(attempts, vec![("m1".into(), 2), ("m3".into(), 1), ("m4".into(), 0)]);
 
-    assert_eq!(
-        store.message_status("m1").await.unwrap(),
-        Some(MessageStatus::Queued)
-    );
+    assert_eq!(store.message_status("m1").await.unwrap(), Some(MessageStatus::Queued));
     store.mark_sent("m1", "srv-1").await.unwrap();
-    assert_eq!(
-        store.message_status("m1").await.unwrap(),
-        Some(MessageStatus::Sent)
-    );
+    assert_eq!(store.message_status("m1").await.unwrap(), Some(MessageStatus::Sent));
     let pending = store.pending_messages(0, 10).await.unwrap();
-    assert_eq!(
-        pending.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
-        vec!["m3", "m4"],
-        "sent leaves"
-    );
+    assert_eq!(pending.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec!["m3", "m4"], "sent leaves");
 
     // Receipts only move forward.
-    store
-        .record_receipt("m1", MessageStatus::Read)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.message_status("m1").await.unwrap(),
-        Some(MessageStatus::Read)
-    );
-    store
-        .record_receipt("m1", MessageStatus::Delivered)
-        .await
-        .unwrap();
-    store
-        .record_receipt("m1", MessageStatus::Sent)
-        .await
-        .unwrap();
+    store.record_receipt("m1", MessageStatus::Read).await.unwrap();
+    assert_eq!(store.message_status("m1").await.unwrap(), Some(MessageStatus::Read));
+    store.record_receipt("m1", MessageStatus::Delivered).await.unwrap();
+    store.record_receipt("m1", MessageStatus::Sent).await.unwrap();
     store.mark_sent("m1", "srv-1").await.unwrap();
-    assert_eq!(
-        store.message_status("m1").await.unwrap(),
-        Some(MessageStatus::Read),
-        "read stays read"
-    );
-    store
-        .record_receipt("m3", MessageStatus::Delivered)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.message_status("m3").await.unwrap(),
-        Some(MessageStatus::Delivered)
-    );
+    assert_eq!(store.message_status("m1").await.unwrap(), Some(MessageStatus::Read), "read stays read");
+    store.record_receipt("m3", MessageStatus::Delivered).await.unwrap();
+    assert_eq!(store.message_status("m3").await.unwrap(), Some(MessageStatus::Delivered));
     assert_eq!(store.message_status("nope").await.unwrap(), None);
 
-    let counts: BTreeMap<MessageStatus, i64> =
-        store.message_counts().await.unwrap().into_iter().collect();
-    let expected: BTreeMap<MessageStatus, i64> = [
-        (MessageStatus::Queued, 2),
-        (MessageStatus::Delivered, 1),
-        (MessageStatus::Read, 1),
-    ]
-    .into();
+    let counts: BTreeMap<MessageStatus, i64> = store.message_counts().await.unwrap().into_iter().collect();
+    let expected: BTreeMap<MessageStatus, i64> =
+        [(MessageStatus::Queued, 2), (MessageStatus::Delivered, 1), (MessageStatus::Read, 1)].into();
     assert_eq!(counts, expected);
 
     let inbound = InboundMessage {
@@ -1081,18 +595,9 @@ async fn case_messages(store: &Store, _: &DbConfig) {
         timestamp_s: 1_700_000_000,
         shard: 1,
     };
-    assert!(
-        store.store_inbound(&inbound).await.unwrap(),
-        "first delivery is stored"
-    );
-    assert!(
-        !store.store_inbound(&inbound).await.unwrap(),
-        "a redelivery is deduped"
-    );
-    let other = InboundMessage {
-        id: "in-2".into(),
-        ..inbound
-    };
+    assert!(store.store_inbound(&inbound).await.unwrap(), "first delivery is stored");
+    assert!(!store.store_inbound(&inbound).await.unwrap(), "a redelivery is deduped");
+    let other = InboundMessage { id: "in-2".into(), ..inbound };
     assert!(store.store_inbound(&other).await.unwrap());
 }
 
@@ -1107,51 +612,22 @@ async fn case_users_and_tokens(store: &Store, _: &DbConfig) {
     };
     store.ensure_user(&admin).await.expect("ensure_user");
     assert_eq!(store.user("admin").await.unwrap(), Some(admin.clone()));
-    let again = UserRecord {
-        password_hash: "$argon2id$v=19$other".into(),
-        must_change: false,
-        ..admin.clone()
-    };
+    let again = UserRecord { password_hash: "$argon2id$v=19$other".into(), must_change: false, ..admin.clone() };
     store.ensure_user(&again).await.expect("ensure_user again");
-    assert_eq!(
-        store.user("admin").await.unwrap(),
-        Some(admin.clone()),
-        "ensure_user inserts once"
-    );
+    assert_eq!(store.user("admin").await.unwrap(), Some(admin.clone()), "ensure_user inserts once");
 
-    store
-        .set_password("admin", "$argon2id$v=19$changed")
-        .await
-        .unwrap();
+    store.set_password("admin", "$argon2id$v=19$changed").await.unwrap();
     let changed = store.user("admin").await.unwrap().unwrap();
     assert_eq!(changed.password_hash, "$argon2id$v=19$changed");
     assert!(!changed.must_change, "a new password ends must_change");
 
     let now = store.now_ms().await.unwrap();
     let week = 7 * 24 * 3600 * 1000;
-    store
-        .insert_token("live-token-hash", "admin", now + week)
-        .await
-        .unwrap();
-    store
-        .insert_token("old-token-hash", "admin", now - 1_000)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.token_user("live-token-hash").await.unwrap(),
-        Some(changed),
-        "an unexpired token"
-    );
-    assert_eq!(
-        store.token_user("old-token-hash").await.unwrap(),
-        None,
-        "an expired token"
-    );
-    assert_eq!(
-        store.token_user("unknown-hash").await.unwrap(),
-        None,
-        "an unknown token"
-    );
+    store.insert_token("live-token-hash", "admin", now + week).await.unwrap();
+    store.insert_token("old-token-hash", "admin", now - 1_000).await.unwrap();
+    assert_eq!(store.token_user("live-token-hash").await.unwrap(), Some(changed), "an unexpired token");
+    assert_eq!(store.token_user("old-token-hash").await.unwrap(), None, "an expired token");
+    assert_eq!(store.token_user("unknown-hash").await.unwrap(), None, "an unknown token");
 }
 
 async fn case_plugins(store: &Store, _: &DbConfig) {
@@ -1174,7 +650,8 @@ async fn case_plugins(store: &Store, _: &DbConfig) {
     assert_eq!((stored.name.as_str(), stored.version.as_str()), ("country", "1.0.0"));
     assert!(stored.uploaded_at > 0);
     // A second upload of the kind replaces the first.
-    let replacement = StoredPlugin { version: "1.1.0".into(), sha256: "cd".repeat(32), component: vec![0, 1, 2], ..plugin };
+    let replacement =
+        StoredPlugin { version: "1.1.0".into(), sha256: "cd".repeat(32), component: vec![0, 1, 2], ..plugin };
     store.put_plugin(&replacement).await.unwrap();
     assert_eq!(store.plugin_digests().await.unwrap(), vec![("router".to_string(), "cd".repeat(32))]);
     assert_eq!(store.plugin("router").await.unwrap().unwrap().component, vec![0, 1, 2]);

@@ -255,7 +255,8 @@ where
 impl Cluster {
     /// Starts one more webapp on the cluster's database and returns it with its API URL.
     pub async fn start_webapp(&self, name: &str) -> (NodeProcess, String) {
-        let mut args = vec!["webapp".to_string(), "--node-id".into(), name.into(), "--listen".into(), "127.0.0.1:0".into()];
+        let mut args =
+            vec!["webapp".to_string(), "--node-id".into(), name.into(), "--listen".into(), "127.0.0.1:0".into()];
         args.extend(self.db_args.clone());
         let spec = NodeSpec { name: name.to_string(), args, env: Vec::new() };
         let sink = LogSink { file: self.dir.join(format!("{name}.log")), echo: false };

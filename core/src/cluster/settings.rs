@@ -185,9 +185,7 @@ impl Settings {
             heartbeat_interval: patch.heartbeat_interval.unwrap_or(self.heartbeat_interval),
             unhealthy_interval: patch.unhealthy_interval.unwrap_or(self.unhealthy_interval),
             db_update_interval: patch.db_update_interval.unwrap_or(self.db_update_interval),
-            upstream_session_timeout: patch
-                .upstream_session_timeout
-                .unwrap_or(self.upstream_session_timeout),
+            upstream_session_timeout: patch.upstream_session_timeout.unwrap_or(self.upstream_session_timeout),
         }
     }
 }
@@ -229,9 +227,7 @@ mod tests {
 
     #[test]
     fn unhealthy_interval_too_short_for_the_session_timeout_is_refused_with_the_reason() {
-        let err = fast()
-            .patched(&SettingsPatch { unhealthy_interval: Some(0.5), ..Default::default() })
-            .unwrap_err();
+        let err = fast().patched(&SettingsPatch { unhealthy_interval: Some(0.5), ..Default::default() }).unwrap_err();
         assert_eq!(err.field, "unhealthy_interval");
         assert!(err.reason.contains("session_timeout"), "{}", err.reason);
         assert!(err.reason.contains("second session"), "{}", err.reason);

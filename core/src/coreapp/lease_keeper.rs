@@ -146,7 +146,13 @@ impl LeaseKeeper {
             let sent = Instant::now();
             match self
                 .store
-                .claim_shard(row.shard, row.epoch, &self.identity.node_id, &self.identity.instance_id, timing.shard_lease_ttl)
+                .claim_shard(
+                    row.shard,
+                    row.epoch,
+                    &self.identity.node_id,
+                    &self.identity.instance_id,
+                    timing.shard_lease_ttl,
+                )
                 .await
             {
                 Ok(true) => self.start_shard(row.shard, row.epoch, sent + timing.session_usable),

@@ -130,10 +130,9 @@ async fn write_liveness(store: Store, identity: NodeIdentity, settings: LiveSett
     loop {
         match store.touch_node(&identity.node_id, &identity.instance_id).await {
             Ok(true) => {}
-            Ok(false) => tracing::error!(
-                "another process registered as node {}; node ids must be unique",
-                identity.node_id
-            ),
+            Ok(false) => {
+                tracing::error!("another process registered as node {}; node ids must be unique", identity.node_id)
+            }
             Err(e) => tracing::warn!("cannot write liveness: {e}"),
         }
         tokio::time::sleep(settings.timing().db_update).await;

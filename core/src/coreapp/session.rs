@@ -92,7 +92,10 @@ pub struct UpstreamSession {
 
 impl UpstreamSession {
     /// Opens a session under `grant`; fails if the lease stops being usable meanwhile.
-    pub async fn open(target: &SessionTarget, mut grant: watch::Receiver<LeaseGrant>) -> Result<UpstreamSession, String> {
+    pub async fn open(
+        target: &SessionTarget,
+        mut grant: watch::Receiver<LeaseGrant>,
+    ) -> Result<UpstreamSession, String> {
         let current = grant.borrow_and_update().clone();
         if !current.usable() {
             return Err("lease not usable".into());

@@ -116,7 +116,8 @@ impl ShardWorker {
         let ids: Vec<String> = pending.iter().map(|m| m.id.clone()).collect();
         self.store.mark_attempt(&ids, epoch, &self.target.node).await?;
         for message in &pending {
-            let frame = ClientFrame::Send { id: message.id.clone(), to: message.recipient.clone(), body: message.body.clone() };
+            let frame =
+                ClientFrame::Send { id: message.id.clone(), to: message.recipient.clone(), body: message.body.clone() };
             if !session.send(frame) {
                 return Ok(false);
             }
@@ -144,7 +145,12 @@ impl ShardWorker {
 
     /// Adds `event` and every event already queued behind it to `outcomes`;
     /// false when the session closed.
-    fn collect(&self, event: Option<SessionEvent>, outcomes: &mut SessionOutcomes, session: &mut UpstreamSession) -> bool {
+    fn collect(
+        &self,
+        event: Option<SessionEvent>,
+        outcomes: &mut SessionOutcomes,
+        session: &mut UpstreamSession,
+    ) -> bool {
         let mut next = event;
         loop {
             match next {

@@ -98,7 +98,9 @@ impl CycleLog {
                 let parts: Vec<String> = decisions
                     .iter()
                     .map(|(d, applied)| match d {
-                        ShardDecision::Reassign { .. } if !applied => format!("{d} (not applied: the shard changed or the lease lapsed)"),
+                        ShardDecision::Reassign { .. } if !applied => {
+                            format!("{d} (not applied: the shard changed or the lease lapsed)")
+                        }
                         _ => d.to_string(),
                     })
                     .collect();

@@ -137,7 +137,13 @@ impl ClusterView {
     /// the health policy's, and it is acted on only by a master that has
     /// itself watched for `unhealthy_interval`, so that a freshly elected
     /// master does not fail over primaries it has not heard from yet.
-    pub fn unhealthy(&self, node_id: &str, instance: &str, timing: &Timing, policy: &dyn HealthPolicy) -> Option<Unhealthy> {
+    pub fn unhealthy(
+        &self,
+        node_id: &str,
+        instance: &str,
+        timing: &Timing,
+        policy: &dyn HealthPolicy,
+    ) -> Option<Unhealthy> {
         let Some(c) = self.coreapp(node_id) else {
             return Some(Unhealthy::Suspect("is not registered".into()));
         };
@@ -176,8 +182,7 @@ impl ClusterView {
         policy: &dyn HealthPolicy,
     ) -> Option<String> {
         let load = |node: &str| {
-            self.shards.iter().filter(|r| r.owner == node).count()
-                + planned.iter().filter(|(n, _)| n == node).count()
+            self.shards.iter().filter(|r| r.owner == node).count() + planned.iter().filter(|(n, _)| n == node).count()
         };
         self.coreapps
             .iter()
@@ -224,7 +229,10 @@ fn decide_shard(
                 ("did not claim its assignment in time".to_string(), row.owner.as_str(), row.not_before)
             }
             None if row.owner_instance.is_empty() => {
-                return ShardDecision::Keep { shard, reason: format!("assigned to {}, waiting for its claim", row.owner) };
+                return ShardDecision::Keep {
+                    shard,
+                    reason: format!("assigned to {}, waiting for its claim", row.owner),
+                };
             }
             None if !row.lease_live(view.now) && view.now - row.lease_expires_at > ms(timing.unhealthy) => (
                 format!("stopped renewing its lease {:.1} s ago", (view.now - row.lease_expires_at) as f64 / 1000.0),
@@ -232,15 +240,16 @@ fn decide_shard(
                 row.not_before.max(row.lease_expires_at) + ms(timing.promotion_margin),
             ),
             None => {
-                return ShardDecision::Keep { shard, reason: format!("primary {} healthy (epoch {})", row.owner, row.epoch) };
+                return ShardDecision::Keep {
+                    shard,
+                    reason: format!("primary {} healthy (epoch {})", row.owner, row.epoch),
+                };
             }
             Some(Unhealthy::Gone(why)) => (why, "", row.not_before),
             Some(Unhealthy::Suspect(why)) if row.owner_instance.is_empty() => (why, row.owner.as_str(), row.not_before),
-            Some(Unhealthy::Suspect(why)) => (
-                why,
-                row.owner.as_str(),
-                row.not_before.max(row.lease_expires_at) + ms(timing.promotion_margin),
-            ),
+            Some(Unhealthy::Suspect(why)) => {
+                (why, row.owner.as_str(), row.not_before.max(row.lease_expires_at) + ms(timing.promotion_margin))
+            }
         }
     };
     match view.candidate(exclude, planned, timing, policy) {
@@ -252,7 +261,9 @@ fn decide_shard(
             not_before,
             reason,
         },
-        None => ShardDecision::Stuck { shard, reason: format!("needs a primary ({reason}) but no healthy coreapp is free") },
+        None => {
+            ShardDecision::Stuck { shard, reason: format!("needs a primary ({reason}) but no healthy coreapp is free") }
+        }
     }
 }
 
@@ -267,9 +278,14 @@ mod tests {
     }
 
     fn timing() -> Timing {
-        Settings { heartbeat_interval: 0.2, unhealthy_interval: 1.0, db_update_interval: 1.0, upstream_session_timeout: 0.3 }
-            .timing()
-            .unwrap()
+        Settings {
+            heartbeat_interval: 0.2,
+            unhealthy_interval: 1.0,
+            db_update_interval: 1.0,
+            upstream_session_timeout: 0.3,
+        }
+        .timing()
+        .unwrap()
     }
 
     const NOW: i64 = 1_000_000;

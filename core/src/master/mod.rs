@@ -126,12 +126,8 @@ pub async fn run(config: MasterConfig, health: Arc<dyn HealthPolicy>) -> anyhow:
 
     let (timing_tx, timing_rx) = watch::channel(initial.timing()?);
     let (role_tx, role_rx) = watch::channel(MasterRole::Secondary);
-    let election = tokio::spawn(election::run_election(
-        store.clone(),
-        identity.node_id.clone(),
-        timing_rx.clone(),
-        role_tx,
-    ));
+    let election =
+        tokio::spawn(election::run_election(store.clone(), identity.node_id.clone(), timing_rx.clone(), role_tx));
     let node = Arc::new(MasterNode {
         identity: identity.clone(),
         role: role_rx.clone(),

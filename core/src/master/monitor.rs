@@ -65,7 +65,8 @@ impl Monitor {
             let probe = match result {
                 Ok(status) => {
                     let rtt_us = i64::try_from(rtt.as_micros()).unwrap_or(i64::MAX);
-                    if let Err(e) = store.record_heartbeat(master_id, &node.node_id, &status.instance_id, rtt_us).await {
+                    if let Err(e) = store.record_heartbeat(master_id, &node.node_id, &status.instance_id, rtt_us).await
+                    {
                         tracing::debug!("cannot record the heartbeat of {}: {e}", node.node_id);
                     }
                     Probe::Answered { instance_id: status.instance_id }

@@ -83,8 +83,7 @@ impl RowText for AnyRow {
             Ok(text) => Ok(text),
             Err(sqlx::Error::ColumnDecode { .. }) => {
                 let bytes: Vec<u8> = self.try_get(index)?;
-                String::from_utf8(bytes)
-                    .map_err(|e| StoreError::Corrupt(format!("column {index} is not UTF-8: {e}")))
+                String::from_utf8(bytes).map_err(|e| StoreError::Corrupt(format!("column {index} is not UTF-8: {e}")))
             }
             Err(e) => Err(e.into()),
         }

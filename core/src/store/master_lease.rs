@@ -46,11 +46,7 @@ fn ms(d: Duration) -> i64 {
 
 impl Store {
     /// Takes the lease if it is free or expired; returns the new epoch when won.
-    pub async fn try_acquire_master_lease(
-        &self,
-        holder: &str,
-        ttl: Duration,
-    ) -> StoreResult<Option<MasterAuth>> {
+    pub async fn try_acquire_master_lease(&self, holder: &str, ttl: Duration) -> StoreResult<Option<MasterAuth>> {
         // Free from `expires_at` on: the lease is live only while
         // `expires_at > now` (`is_live`, `MASTER_FENCE`), so `<` here left a
         // millisecond in which it was neither live nor acquirable.
@@ -58,13 +54,7 @@ impl Store {
             "UPDATE master_lease SET holder = ?, epoch = epoch + 1, expires_at = {now} + ?, \
              version = version + 1 WHERE id = 1 AND expires_at <= {now}",
         );
-        let won = sqlx::query(&sql)
-            .bind(holder)
-            .bind(ms(ttl))
-            .execute(self.pool())
-            .await?
-            .rows_affected()
-            == 1;
+        let won = sqlx::query(&sql).bind(holder).bind(ms(ttl)).execute(self.pool()).await?.rows_affected() == 1;
         if !won {
             return Ok(None);
         }
@@ -94,13 +84,7 @@ impl Store {
             "UPDATE master_lease SET expires_at = 0, version = version + 1 \
              WHERE id = 1 AND holder = ? AND epoch = ?",
         );
-        Ok(sqlx::query(&sql)
-            .bind(&auth.holder)
-            .bind(auth.epoch)
-            .execute(self.pool())
-            .await?
-            .rows_affected()
-            == 1)
+        Ok(sqlx::query(&sql).bind(&auth.holder).bind(auth.epoch).execute(self.pool()).await?.rows_affected() == 1)
     }
 
     /// Reads the lease and the database clock in one statement.

@@ -74,7 +74,8 @@ pub struct PendingMessage {
 }
 
 /// Stores an inbound message unless its id is already stored.
-const INSERT_INBOUND: &str = "{insert_ignore} INTO inbound_messages (id, sender, body, timestamp_s, shard, received_at) \
+const INSERT_INBOUND: &str =
+    "{insert_ignore} INTO inbound_messages (id, sender, body, timestamp_s, shard, received_at) \
      VALUES (?, ?, ?, ?, ?, {now})";
 
 /// What a session reported, to be recorded in one transaction.
@@ -134,11 +135,7 @@ impl Store {
             "SELECT seq, id, recipient, body, attempts FROM messages \
              WHERE shard = ? AND status_rank = 0 ORDER BY seq LIMIT ?",
         );
-        let rows = sqlx::query(&sql)
-            .bind(i64::from(shard))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(&sql).bind(i64::from(shard)).bind(i64::from(limit)).fetch_all(self.pool()).await?;
         rows.iter()
             .map(|r| {
                 Ok(PendingMessage {
@@ -233,9 +230,7 @@ impl Store {
         let rows = sqlx::query("SELECT status_rank, COUNT(*) FROM messages GROUP BY status_rank")
             .fetch_all(self.pool())
             .await?;
-        rows.iter()
-            .map(|r| Ok((MessageStatus::from_rank(r.try_get(0)?), r.try_get(1)?)))
-            .collect()
+        rows.iter().map(|r| Ok((MessageStatus::from_rank(r.try_get(0)?), r.try_get(1)?))).collect()
     }
 
     /// Stores an inbound message once; false when it was already stored.

@@ -71,9 +71,8 @@ impl Store {
         let engine = config.engine;
         let name = config.database_name();
         if engine == DbEngine::Sqlite {
-            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-                StoreError::Corrupt(format!("cannot create {}: {e}", config.data_dir.display()))
-            })?;
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", config.data_dir.display())))?;
         } else {
             create_server_database(config, &name).await?;
         }
@@ -170,11 +169,7 @@ impl Store {
                 self.run_ddl(statement).await?;
             }
             let sql = self.sql("UPDATE schema_version SET version = ? WHERE id = 1 AND version < ?");
-            sqlx::query(&sql)
-                .bind(migration.version)
-                .bind(migration.version)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(&sql).bind(migration.version).bind(migration.version).execute(&self.pool).await?;
             applied.push(migration.version);
         }
         Ok(applied)
@@ -234,10 +229,9 @@ async fn create_server_database(config: &DbConfig, name: &str) -> StoreResult<()
 
 fn db_error_text(e: &sqlx::Error) -> Option<(String, String)> {
     match e {
-        sqlx::Error::Database(db) => Some((
-            db.code().map(|c| c.into_owned()).unwrap_or_default(),
-            db.message().to_ascii_lowercase(),
-        )),
+        sqlx::Error::Database(db) => {
+            Some((db.code().map(|c| c.into_owned()).unwrap_or_default(), db.message().to_ascii_lowercase()))
+        }
         _ => None,
     }
 }

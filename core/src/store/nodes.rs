@@ -80,13 +80,7 @@ impl Store {
     /// Writes this node's database liveness; false when another process took its id.
     pub async fn touch_node(&self, node_id: &str, instance_id: &str) -> StoreResult<bool> {
         let sql = self.sql("UPDATE nodes SET last_seen = {now} WHERE node_id = ? AND instance_id = ?");
-        Ok(sqlx::query(&sql)
-            .bind(node_id)
-            .bind(instance_id)
-            .execute(self.pool())
-            .await?
-            .rows_affected()
-            == 1)
+        Ok(sqlx::query(&sql).bind(node_id).bind(instance_id).execute(self.pool()).await?.rows_affected() == 1)
     }
 
     /// Every registered node and the database clock.
@@ -154,11 +148,10 @@ impl Store {
 
     /// Every master's latest heartbeat answer per coreapp.
     pub async fn heartbeat_observations(&self) -> StoreResult<Vec<HeartbeatObservation>> {
-        let rows = sqlx::query(
-            "SELECT master_id, node_id, instance_id, last_ok_at, rtt_us FROM heartbeat_observations",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        let rows =
+            sqlx::query("SELECT master_id, node_id, instance_id, last_ok_at, rtt_us FROM heartbeat_observations")
+                .fetch_all(self.pool())
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(HeartbeatObservation {

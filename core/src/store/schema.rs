@@ -22,50 +22,50 @@ pub const BOOTSTRAP: &[&str] = &[
 ];
 
 /// Every migration, in order. The last one's version is what this build knows.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "cluster, nodes, shard map, heartbeats, settings, outbox, users",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS cluster (id BIGINT PRIMARY KEY, shards BIGINT NOT NULL, \
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "cluster, nodes, shard map, heartbeats, settings, outbox, users",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS cluster (id BIGINT PRIMARY KEY, shards BIGINT NOT NULL, \
          account VARCHAR(64) NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS nodes (node_id VARCHAR(191) PRIMARY KEY, role VARCHAR(32) NOT NULL, \
+            "CREATE TABLE IF NOT EXISTS nodes (node_id VARCHAR(191) PRIMARY KEY, role VARCHAR(32) NOT NULL, \
          instance_id VARCHAR(64) NOT NULL, control_addr VARCHAR(191) NOT NULL, \
          version VARCHAR(32) NOT NULL, pid BIGINT NOT NULL, started_at BIGINT NOT NULL, \
          last_seen BIGINT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS shard_map (shard BIGINT PRIMARY KEY, owner VARCHAR(191) NOT NULL, \
+            "CREATE TABLE IF NOT EXISTS shard_map (shard BIGINT PRIMARY KEY, owner VARCHAR(191) NOT NULL, \
          owner_instance VARCHAR(64) NOT NULL, epoch BIGINT NOT NULL, lease_expires_at BIGINT NOT NULL, \
          not_before BIGINT NOT NULL, master_epoch BIGINT NOT NULL, version BIGINT NOT NULL, \
          updated_at BIGINT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS heartbeat_observations (master_id VARCHAR(191) NOT NULL, \
+            "CREATE TABLE IF NOT EXISTS heartbeat_observations (master_id VARCHAR(191) NOT NULL, \
          node_id VARCHAR(191) NOT NULL, instance_id VARCHAR(64) NOT NULL, last_ok_at BIGINT NOT NULL, \
          rtt_us BIGINT NOT NULL, PRIMARY KEY (master_id, node_id))",
-        "CREATE TABLE IF NOT EXISTS settings (id BIGINT PRIMARY KEY, doc TEXT NOT NULL, \
+            "CREATE TABLE IF NOT EXISTS settings (id BIGINT PRIMARY KEY, doc TEXT NOT NULL, \
          version BIGINT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS messages (seq {autoinc}, id VARCHAR(64) NOT NULL UNIQUE, \
+            "CREATE TABLE IF NOT EXISTS messages (seq {autoinc}, id VARCHAR(64) NOT NULL UNIQUE, \
          shard BIGINT NOT NULL, recipient VARCHAR(64) NOT NULL, kind VARCHAR(32) NOT NULL, \
          body TEXT NOT NULL, status_rank BIGINT NOT NULL, created_at BIGINT NOT NULL, \
          sent_at BIGINT, server_id VARCHAR(64), attempts BIGINT NOT NULL, sent_epoch BIGINT, \
          sent_node VARCHAR(191), delivered_at BIGINT, read_at BIGINT)",
-        "CREATE INDEX IF NOT EXISTS messages_pending ON messages (shard, status_rank, seq)",
-        "CREATE TABLE IF NOT EXISTS inbound_messages (id VARCHAR(64) PRIMARY KEY, \
+            "CREATE INDEX IF NOT EXISTS messages_pending ON messages (shard, status_rank, seq)",
+            "CREATE TABLE IF NOT EXISTS inbound_messages (id VARCHAR(64) PRIMARY KEY, \
          sender VARCHAR(64) NOT NULL, body TEXT NOT NULL, timestamp_s BIGINT NOT NULL, \
          shard BIGINT NOT NULL, received_at BIGINT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS users (username VARCHAR(64) PRIMARY KEY, \
+            "CREATE TABLE IF NOT EXISTS users (username VARCHAR(64) PRIMARY KEY, \
          password_hash VARCHAR(255) NOT NULL, role VARCHAR(16) NOT NULL, \
          must_change BIGINT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS tokens (token_hash VARCHAR(64) PRIMARY KEY, \
+            "CREATE TABLE IF NOT EXISTS tokens (token_hash VARCHAR(64) PRIMARY KEY, \
          username VARCHAR(64) NOT NULL, expires_at BIGINT NOT NULL)",
-    ],
-},
-Migration {
-    version: 2,
-    name: "policy plugins, shared by every node",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS plugins (kind VARCHAR(32) PRIMARY KEY, name VARCHAR(191) NOT NULL, \
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "policy plugins, shared by every node",
+        statements: &["CREATE TABLE IF NOT EXISTS plugins (kind VARCHAR(32) PRIMARY KEY, name VARCHAR(191) NOT NULL, \
          version VARCHAR(64) NOT NULL, sha256 VARCHAR(64) NOT NULL, component {blob} NOT NULL, \
-         uploaded_at BIGINT NOT NULL)",
-    ],
-}];
+         uploaded_at BIGINT NOT NULL)"],
+    },
+];
 
 /// The schema version this build knows and writes.
 pub fn latest_version() -> i64 {

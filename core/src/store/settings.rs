@@ -8,17 +8,13 @@ use sqlx::Row;
 impl Store {
     /// The stored settings document and its version; `None` before the first write.
     pub async fn settings_doc(&self) -> StoreResult<Option<(i64, String)>> {
-        let row = sqlx::query("SELECT version, doc FROM settings WHERE id = 1")
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query("SELECT version, doc FROM settings WHERE id = 1").fetch_optional(self.pool()).await?;
         row.map(|r| Ok((r.try_get(0)?, r.text(1)?))).transpose()
     }
 
     /// The stored settings version, 0 before the first write; cheap to poll.
     pub async fn settings_version(&self) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT version FROM settings WHERE id = 1")
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query("SELECT version FROM settings WHERE id = 1").fetch_optional(self.pool()).await?;
         Ok(match row {
             Some(r) => r.try_get(0)?,
             None => 0,
@@ -33,12 +29,7 @@ impl Store {
             sqlx::query(&sql).bind(doc).execute(self.pool()).await?.rows_affected()
         } else {
             let sql = self.sql("UPDATE settings SET doc = ?, version = version + 1 WHERE id = 1 AND version = ?");
-            sqlx::query(&sql)
-                .bind(doc)
-                .bind(expected_version)
-                .execute(self.pool())
-                .await?
-                .rows_affected()
+            sqlx::query(&sql).bind(doc).bind(expected_version).execute(self.pool()).await?.rows_affected()
         };
         Ok((written == 1).then_some(expected_version + 1))
     }

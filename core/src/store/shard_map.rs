@@ -66,14 +66,9 @@ pub(crate) fn ms(d: Duration) -> i64 {
 impl Store {
     /// Reads the cluster facts, `None` before the first primary master set them.
     pub async fn cluster_info(&self) -> StoreResult<Option<ClusterInfo>> {
-        let row = sqlx::query("SELECT shards, account FROM cluster WHERE id = 1")
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query("SELECT shards, account FROM cluster WHERE id = 1").fetch_optional(self.pool()).await?;
         row.map(|r| {
-            Ok(ClusterInfo {
-                shards: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(1),
-                account: r.text(1)?,
-            })
+            Ok(ClusterInfo { shards: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(1), account: r.text(1)? })
         })
         .transpose()
     }
@@ -83,11 +78,7 @@ impl Store {
     /// what is absent, so a deposed master running them late changes nothing.
     pub async fn init_cluster(&self, wanted: &ClusterInfo) -> StoreResult<ClusterInfo> {
         let sql = self.sql("{insert_ignore} INTO cluster (id, shards, account) VALUES (1, ?, ?)");
-        sqlx::query(&sql)
-            .bind(i64::from(wanted.shards))
-            .bind(&wanted.account)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(&sql).bind(i64::from(wanted.shards)).bind(&wanted.account).execute(self.pool()).await?;
         let info = self.cluster_info().await?.unwrap_or_else(|| wanted.clone());
         let sql = self.sql(
             "{insert_ignore} INTO shard_map (shard, owner, owner_instance, epoch, lease_expires_at, \

@@ -36,9 +36,8 @@ impl Store {
 
     /// Creates the user unless one of that name exists.
     pub async fn ensure_user(&self, user: &UserRecord) -> StoreResult<()> {
-        let sql = self.sql(
-            "{insert_ignore} INTO users (username, password_hash, role, must_change) VALUES (?, ?, ?, ?)",
-        );
+        let sql =
+            self.sql("{insert_ignore} INTO users (username, password_hash, role, must_change) VALUES (?, ?, ?, ?)");
         sqlx::query(&sql)
             .bind(&user.username)
             .bind(&user.password_hash)
@@ -59,12 +58,7 @@ impl Store {
     /// Stores a token hash valid until `expires_at` (unix ms).
     pub async fn insert_token(&self, token_hash: &str, username: &str, expires_at: i64) -> StoreResult<()> {
         let sql = self.sql("INSERT INTO tokens (token_hash, username, expires_at) VALUES (?, ?, ?)");
-        sqlx::query(&sql)
-            .bind(token_hash)
-            .bind(username)
-            .bind(expires_at)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(&sql).bind(token_hash).bind(username).bind(expires_at).execute(self.pool()).await?;
         Ok(())
     }
 
