@@ -278,7 +278,7 @@ async fn run_once(spec: ClusterSpec, fault: Fault) -> Result<RunResult, String> 
     let observed = observed.map_err(|e| format!("{e}; {}", keep_logs(&cluster)))?;
 
     let acked = report.acked_ids();
-    let delivered = poll(DRAIN_TIMEOUT, Duration::from_millis(250), || async {
+    let delivered = harness::poll_every(DRAIN_TIMEOUT, Duration::from_millis(250), || async {
         let delivered = delivered_ids(&cluster).await?;
         acked.iter().all(|id| delivered.contains(id)).then_some(delivered)
     })
@@ -367,7 +367,8 @@ async fn fail_and_recover(
     let cluster: &harness::Cluster = cluster;
 
     let bound = failover_bound(&cluster.spec);
-    let mut new_session = poll(bound, POLL, || new_primary_session(cluster, old_owner, fault_at_ms)).await;
+    let mut new_session =
+        harness::poll_every(bound, POLL, || new_primary_session(cluster, old_owner, fault_at_ms)).await;
     let stalled = new_session.is_none();
     match fault {
         Fault::Kill9 if stalled => return Err(format!("no new primary opened a session within {bound:?}")),
@@ -427,24 +428,6 @@ fn keep_logs(cluster: &harness::Cluster) -> String {
     }
 }
 
-/// Polls `check` every `every` until it yields a value, or `None` after `timeout`.
-async fn poll<T, F, Fut>(timeout: Duration, every: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(every).await;
-    }
-}
-
 /// A GET on the sim's inspection API; `None` instead of a panic.
 async fn sim_json(cluster: &harness::Cluster, path: &str) -> Option<Value> {
     cluster.http.get(format!("{}{path}", cluster.sim_api)).send().await.ok()?.json().await.ok()
@@ -457,7 +440,8 @@ async fn unique_messages(cluster: &harness::Cluster) -> Option<u64> {
 /// Waits until the sim has delivered `n` more distinct messages than now.
 async fn wait_more_deliveries(cluster: &harness::Cluster, n: u64) -> Option<u64> {
     let from = unique_messages(cluster).await?;
-    poll(STEADY_TIMEOUT, POLL, || async { unique_messages(cluster).await.filter(|&u| u >= from + n) }).await
+    harness::poll_every(STEADY_TIMEOUT, POLL, || async { unique_messages(cluster).await.filter(|&u| u >= from + n) })
+        .await
 }
 
 async fn delivered_ids(cluster: &harness::Cluster) -> Option<HashSet<String>> {

@@ -223,7 +223,16 @@ async fn login(http: &reqwest::Client, api: &str) -> String {
 }
 
 /// Polls `check` every 20 ms until it yields a value; `None` once `timeout` passed.
-pub async fn poll_until<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+pub async fn poll_until<T, F, Fut>(timeout: Duration, check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll_every(timeout, Duration::from_millis(20), check).await
+}
+
+/// Polls `check` every `every` until it yields a value; `None` once `timeout` passed.
+pub async fn poll_every<T, F, Fut>(timeout: Duration, every: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -236,7 +245,7 @@ where
         if Instant::now() >= deadline {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
