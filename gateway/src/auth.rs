@@ -1,18 +1,23 @@
-//! Who is calling: passwords, bearer tokens, the API key, and the auth layer
-//! that puts a [`Caller`] on every request but login.
+//! Who is calling and whether they may: passwords, bearer tokens, the API
+//! key, and the two layers every request but login passes:
+//! 1. [`authenticate`] turns the credentials into a [`Caller`] (or refuses
+//!    bad ones with 401): a request without any is an anonymous caller;
+//! 2. [`authorize`] asks the authorization policy (the authorizer plugin)
+//!    whether that caller may make this request. It is the one place that
+//!    decides: the default plugin keeps the API key to health, metrics and
+//!    stats and the settings, plugins and account endpoints to admins, as in
+//!    the on-prem client; handlers check nothing more.
 //!
 //! - Passwords are stored as argon2 PHC strings; hashing runs on the blocking
 //!   pool so that a login never stalls the API.
 //! - Tokens are 32 random bytes (base64url); the store keeps only their
 //!   SHA-256, so a database dump yields no usable token.
-//! - `Authorization: Apikey <WA_API_KEY>` is accepted on [`apikey_allowed`]
-//!   paths only (health, metrics, stats), as in the on-prem client.
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorKind};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
@@ -21,8 +26,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use shardgate_core::policy::{AuthRequest, AuthVerdict, Principal, UserRole};
 use shardgate_core::store::users::UserRecord;
 use shardgate_core::store::Store;
+use std::net::SocketAddr;
 
 /// The user created at first start, as in the on-prem client.
 pub const DEFAULT_ADMIN: &str = "admin";
@@ -59,23 +66,25 @@ pub enum Caller {
         /// Its role.
         role: Role,
     },
-    /// The holder of `WA_API_KEY` (health, metrics and stats only).
+    /// The holder of `WA_API_KEY`.
     ApiKey,
+    /// No credentials at all (the default authorizer lets none through).
+    Anonymous,
 }
 
 impl Caller {
-    /// Fails with 403 unless the caller is an admin user.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
+    /// The caller as the authorization policy sees it.
+    pub fn principal(&self) -> Principal {
         match self {
-            Caller::User {
-                role: Role::Admin, ..
-            } => Ok(()),
-            Caller::User { username, .. } => Err(ApiError::forbidden(format!(
-                "user {username} has the role user; only an admin may do this"
-            ))),
-            Caller::ApiKey => Err(ApiError::forbidden(
-                "the API key may not do this; log in as an admin",
-            )),
+            Caller::User { username, role } => Principal::User {
+                name: username.clone(),
+                role: match role {
+                    Role::Admin => UserRole::Admin,
+                    Role::User => UserRole::User,
+                },
+            },
+            Caller::ApiKey => Principal::ApiKey,
+            Caller::Anonymous => Principal::Anonymous,
         }
     }
 }
@@ -84,46 +93,104 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-            ApiError::internal("a handler that needs a caller is mounted outside the auth layer")
-        })
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("a handler that needs a caller is mounted outside the auth layer"))
     }
 }
 
-/// Whether `Authorization: Apikey` is accepted on `path`.
-pub fn apikey_allowed(path: &str) -> bool {
-    path == "/v1/health" || path == "/metrics" || path.starts_with("/v1/stats/")
-}
+/// Request headers the authorizer is shown (names are lower case in `HeaderMap`).
+/// Never `authorization`: a plugin must not see credentials.
+const HEADERS_FOR_AUTHORIZER: [header::HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::USER_AGENT,
+    header::HeaderName::from_static("x-forwarded-for"),
+    header::HeaderName::from_static("x-real-ip"),
+];
+
+/// The client address shown to the authorizer when the server was not
+/// started with connect info (in-process tests and benchmarks).
+pub const UNKNOWN_CLIENT: &str = "unknown";
 
 /// Tower middleware: authenticates the request and stores its [`Caller`].
+/// Bad credentials are refused here (401); a request without credentials
+/// goes on as [`Caller::Anonymous`], for the authorizer to refuse.
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let (scheme, credentials) = authorization(request.headers())?;
-    let caller = if scheme.eq_ignore_ascii_case("bearer") {
-        bearer_caller(&state.store, credentials).await?
-    } else if scheme.eq_ignore_ascii_case("apikey") {
-        let configured = state.api_key.as_deref().unwrap_or("");
-        if configured.is_empty() || !constant_time_eq(configured.as_bytes(), credentials.as_bytes())
-        {
-            return Err(ApiError::unauthenticated("the API key is not valid"));
+    let caller = if request.headers().contains_key(header::AUTHORIZATION) {
+        let (scheme, credentials) = authorization(request.headers())?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            bearer_caller(&state.store, credentials).await?
+        } else if scheme.eq_ignore_ascii_case("apikey") {
+            let configured = state.api_key.as_deref().unwrap_or("");
+            if configured.is_empty() || !constant_time_eq(configured.as_bytes(), credentials.as_bytes()) {
+                return Err(ApiError::unauthenticated("the API key is not valid"));
+            }
+            Caller::ApiKey
+        } else {
+            return Err(ApiError::unauthenticated(format!(
+                "unknown authorization scheme {scheme:?}; use Authorization: Bearer <token>"
+            )));
         }
-        if !apikey_allowed(request.uri().path()) {
-            return Err(ApiError::forbidden(
-                "Authorization: Apikey is accepted on /v1/health, /metrics and /v1/stats/* only; \
-                 use a Bearer token from POST /v1/users/login",
-            ));
-        }
-        Caller::ApiKey
     } else {
-        return Err(ApiError::unauthenticated(format!(
-            "unknown authorization scheme {scheme:?}; use Authorization: Bearer <token>"
-        )));
+        Caller::Anonymous
     };
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
+}
+
+/// Tower middleware, inside [`authenticate`]: asks the authorization policy
+/// whether the [`Caller`] may make this request, and answers its denial in
+/// the on-prem format (401 and 403 as 1005, 429 as 1015).
+///
+/// The policy call is synchronous and runs on this worker thread: a plugin
+/// call takes microseconds, and a plugin that loops is interrupted at the
+/// host's deadline (10 ms by default) and answered for by the native rule.
+pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("the authorization layer is mounted outside the authentication layer"))?;
+    let asked = auth_request(&request);
+    match state.authorizer.authorize(&caller.principal(), &asked) {
+        AuthVerdict::Allow => Ok(next.run(request).await),
+        AuthVerdict::Deny { status, reason } => {
+            let kind = match status {
+                401 => ErrorKind::Unauthenticated,
+                429 => ErrorKind::TooManyRequests,
+                _ => ErrorKind::Forbidden,
+            };
+            Err(ApiError::new(kind, reason))
+        }
+    }
+}
+
+/// The request as the authorizer sees it: method, path, a few headers, and
+/// the peer's IP address (IPv4-mapped IPv6 addresses as IPv4).
+fn auth_request(request: &Request) -> AuthRequest {
+    let headers = HEADERS_FOR_AUTHORIZER
+        .iter()
+        .filter_map(|name| {
+            let value = request.headers().get(name)?.to_str().ok()?;
+            Some((name.as_str().to_string(), value.to_string()))
+        })
+        .collect();
+    let client_addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| UNKNOWN_CLIENT.to_string(), |ConnectInfo(peer)| peer.ip().to_canonical().to_string());
+    AuthRequest {
+        method: request.method().as_str().to_string(),
+        path: request.uri().path().to_string(),
+        headers,
+        client_addr,
+    }
 }
 
 /// The scheme and credentials of the `Authorization` header.
@@ -137,29 +204,25 @@ fn authorization(headers: &HeaderMap) -> Result<(&str, &str), ApiError> {
         })?
         .to_str()
         .map_err(|_| ApiError::unauthenticated("the Authorization header is not readable text"))?;
-    let (scheme, credentials) = value.trim().split_once(' ').ok_or_else(|| {
-        ApiError::unauthenticated("the Authorization header must be '<scheme> <credentials>'")
-    })?;
+    let (scheme, credentials) = value
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be '<scheme> <credentials>'"))?;
     Ok((scheme, credentials.trim()))
 }
 
 async fn bearer_caller(store: &Store, token: &str) -> Result<Caller, ApiError> {
-    let user = store.token_user(&token_hash(token)).await?.ok_or_else(|| {
-        ApiError::unauthenticated("the token is unknown or expired; log in again")
-    })?;
+    let user = store
+        .token_user(&token_hash(token))
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("the token is unknown or expired; log in again"))?;
     if user.must_change {
         return Err(ApiError::new(
             ErrorKind::PasswordChangeRequired,
-            format!(
-                "the password of {} must be changed before anything else: log in with new_password",
-                user.username
-            ),
+            format!("the password of {} must be changed before anything else: log in with new_password", user.username),
         ));
     }
-    Ok(Caller::User {
-        role: Role::from_stored(&user.role),
-        username: user.username,
-    })
+    Ok(Caller::User { role: Role::from_stored(&user.role), username: user.username })
 }
 
 /// The user name and password of an `Authorization: Basic` header.
@@ -195,10 +258,7 @@ pub fn password_problems(password: &str) -> Vec<&'static str> {
     if !password.chars().any(char::is_lowercase) {
         problems.push("it must contain a lower-case letter");
     }
-    if !password
-        .chars()
-        .any(|c| !c.is_alphanumeric() && !c.is_whitespace())
-    {
+    if !password.chars().any(|c| !c.is_alphanumeric() && !c.is_whitespace()) {
         problems.push("it must contain a special character such as !@#$%&*");
     }
     problems
@@ -207,19 +267,12 @@ pub fn password_problems(password: &str) -> Vec<&'static str> {
 /// The user whose name and password these are, if any. An unknown user costs
 /// the same hash verification as a known one, so that response times do not
 /// tell which user names exist.
-pub async fn check_password(
-    store: &Store,
-    username: &str,
-    password: &str,
-) -> Result<Option<UserRecord>, ApiError> {
+pub async fn check_password(store: &Store, username: &str, password: &str) -> Result<Option<UserRecord>, ApiError> {
     static UNKNOWN_USER_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     let user = store.user(username).await?;
     let stored_hash = match &user {
         Some(user) => user.password_hash.clone(),
-        None => UNKNOWN_USER_HASH
-            .get_or_try_init(|| async { hash_password(&new_token()).await })
-            .await?
-            .clone(),
+        None => UNKNOWN_USER_HASH.get_or_try_init(|| async { hash_password(&new_token()).await }).await?.clone(),
     };
     let matches = verify_password(password, &stored_hash).await?;
     Ok(user.filter(|_| matches))
@@ -232,10 +285,7 @@ pub async fn hash_password(password: &str) -> Result<String, ApiError> {
         let mut salt = [0u8; 16];
         rand::rng().fill_bytes(&mut salt);
         let salt = SaltString::encode_b64(&salt).map_err(ApiError::internal)?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(ApiError::internal)
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(ApiError::internal)
     })
     .await
     .map_err(ApiError::internal)?
@@ -246,9 +296,7 @@ pub async fn verify_password(password: &str, stored_hash: &str) -> Result<bool, 
     let (password, stored_hash) = (password.to_string(), stored_hash.to_string());
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&stored_hash).map_err(ApiError::internal)?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await
     .map_err(ApiError::internal)?
@@ -263,10 +311,7 @@ pub fn new_token() -> String {
 
 /// What the store keeps of a token: its SHA-256, hex.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Creates `admin`/`secret` (password change required) unless it exists.
@@ -276,23 +321,14 @@ pub async fn ensure_default_admin(store: &Store) -> anyhow::Result<()> {
         return Ok(());
     }
     let password_hash = hash_password(DEFAULT_PASSWORD).await?;
-    let admin = UserRecord {
-        username: DEFAULT_ADMIN.to_string(),
-        password_hash,
-        role: "admin".to_string(),
-        must_change: true,
-    };
+    let admin =
+        UserRecord { username: DEFAULT_ADMIN.to_string(), password_hash, role: "admin".to_string(), must_change: true };
     store.ensure_user(&admin).await?;
     Ok(())
 }
 
 /// Creates a user with an already chosen password (no change required).
-pub async fn create_user(
-    store: &Store,
-    username: &str,
-    password: &str,
-    role: Role,
-) -> anyhow::Result<()> {
+pub async fn create_user(store: &Store, username: &str, password: &str, role: Role) -> anyhow::Result<()> {
     let user = UserRecord {
         username: username.to_string(),
         password_hash: hash_password(password).await?,
@@ -316,10 +352,7 @@ mod tests {
         assert!(password_problems("Str0ng!pass").is_empty());
         assert_eq!(password_problems("S0!a").len(), 1);
         assert_eq!(password_problems("secret").len(), 4);
-        assert_eq!(
-            password_problems(&format!("Aa1!{}", "x".repeat(61))).len(),
-            1
-        );
+        assert_eq!(password_problems(&format!("Aa1!{}", "x".repeat(61))).len(), 1);
     }
 
     #[test]
@@ -327,18 +360,27 @@ mod tests {
         let token = new_token();
         assert_eq!(token.len(), 43);
         assert_ne!(token, new_token());
-        assert_eq!(
-            token_hash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
-    fn apikey_is_scoped_to_health_metrics_and_stats() {
-        assert!(apikey_allowed("/v1/health"));
-        assert!(apikey_allowed("/metrics"));
-        assert!(apikey_allowed("/v1/stats/app"));
-        assert!(!apikey_allowed("/v1/messages"));
-        assert!(!apikey_allowed("/v1/settings/application"));
+    fn authorizer_sees_selected_headers_never_credentials_and_the_peer_ip() {
+        let mut request = Request::builder()
+            .method("PATCH")
+            .uri("/v1/settings/application?x=1")
+            .header("authorization", "Bearer secret-token")
+            .header("user-agent", "curl/8")
+            .header("x-forwarded-for", "10.0.0.9")
+            .header("cookie", "c=1")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let asked = auth_request(&request);
+        assert_eq!((asked.method.as_str(), asked.path.as_str()), ("PATCH", "/v1/settings/application"));
+        assert_eq!(asked.client_addr, UNKNOWN_CLIENT);
+        let names: Vec<&str> = asked.headers.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["user-agent", "x-forwarded-for"]);
+        let peer: SocketAddr = "[::ffff:192.0.2.7]:4000".parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        assert_eq!(auth_request(&request).client_addr, "192.0.2.7");
     }
 }

@@ -37,10 +37,7 @@ impl NodeView {
 pub async fn survey(store: &Store, control: &ControlClient) -> StoreResult<Vec<NodeView>> {
     let (_, records) = store.nodes().await?;
     let mut latest: HashMap<String, NodeRecord> = HashMap::new();
-    for record in records
-        .into_iter()
-        .filter(|r| r.role == "master" || r.role == "coreapp")
-    {
+    for record in records.into_iter().filter(|r| r.role == "master" || r.role == "coreapp") {
         match latest.get(&record.control_addr) {
             Some(known) if known.last_seen >= record.last_seen => {}
             _ => {
@@ -50,12 +47,7 @@ pub async fn survey(store: &Store, control: &ControlClient) -> StoreResult<Vec<N
     }
     let mut records: Vec<NodeRecord> = latest.into_values().collect();
     records.sort_by(|a, b| (&a.role, &a.node_id).cmp(&(&b.role, &b.node_id)));
-    let answers = join_all(
-        records
-            .iter()
-            .map(|r| control.status(&r.control_addr, STATUS_TIMEOUT)),
-    )
-    .await;
+    let answers = join_all(records.iter().map(|r| control.status(&r.control_addr, STATUS_TIMEOUT))).await;
     Ok(records
         .into_iter()
         .zip(answers)

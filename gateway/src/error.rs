@@ -7,13 +7,14 @@
 //! |------|----------------------------|------|------------------------------------------------------|
 //! | 1000 | Generic error              | 409  | settings changed under us too many times in a row    |
 //! | 1001 | Message too long           | 400  | text body over 4096 characters                       |
-//! | 1005 | Access denied              | 401  | missing or bad credentials, token, or API key        |
-//! | 1005 | Access denied              | 403  | authenticated, but not allowed (role, Apikey scope)  |
-//! | 1006 | Resource not found         | 404  | no such endpoint                                     |
+//! | 1005 | Access denied              | 401  | missing or bad credentials, token, or API key; an authorizer's 401 |
+//! | 1005 | Access denied              | 403  | the authorizer's 403 (role, Apikey scope, a plugin's rule) |
+//! | 1006 | Resource not found         | 404  | no such endpoint, plugin kind, or uploaded plugin    |
 //! | 1008 | Required parameter is missing | 400 | a required field or the body is absent            |
-//! | 1009 | Parameter value is not valid  | 400 | a field has a refused value or the wrong type      |
+//! | 1009 | Parameter value is not valid  | 400 | a refused value or type; a router's refusal; an unloadable plugin |
 //! | 1010 | Parameter is not required  | 400  | an unknown field (I6: nothing is silently ignored)   |
-//! | 1011 | Service not ready          | 503  | the cluster has no shard count yet (no master ran)   |
+//! | 1011 | Service not ready          | 503  | no shard count yet (no master ran); the plugin host had no room |
+//! | 1015 | Too many requests          | 429  | the authorizer's 429 (a rate-limiting plugin)        |
 //! | 1014 | Internal error             | 500  | a bug or an unexpected failure                       |
 //! | 1023 | Database error occurred    | 500  | the database refused or could not be reached         |
 //! | 1024 | Password change required   | 403  | the default password must be changed first           |
@@ -55,6 +56,8 @@ pub enum ErrorKind {
     UnknownParameter,
     /// 1011, 503: the cluster cannot take this request yet.
     ServiceNotReady,
+    /// 1015, 429: the caller sends too much.
+    TooManyRequests,
     /// 1014, 500: an unexpected failure.
     Internal,
     /// 1023, 500: the database failed.
@@ -81,12 +84,11 @@ impl ErrorKind {
             ErrorKind::InvalidParameter => 1009,
             ErrorKind::UnknownParameter => 1010,
             ErrorKind::ServiceNotReady => 1011,
+            ErrorKind::TooManyRequests => 1015,
             ErrorKind::Internal => 1014,
             ErrorKind::Database => 1023,
             ErrorKind::PasswordChangeRequired => 1024,
-            ErrorKind::InvalidRequest
-            | ErrorKind::MethodNotAllowed
-            | ErrorKind::PayloadTooLarge => 1025,
+            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed | ErrorKind::PayloadTooLarge => 1025,
         }
     }
 
@@ -101,12 +103,11 @@ impl ErrorKind {
             ErrorKind::InvalidParameter => "Parameter value is not valid",
             ErrorKind::UnknownParameter => "Parameter is not required",
             ErrorKind::ServiceNotReady => "Service not ready",
+            ErrorKind::TooManyRequests => "Too many requests",
             ErrorKind::Internal => "Internal error",
             ErrorKind::Database => "Database error occurred",
             ErrorKind::PasswordChangeRequired => "Password change required",
-            ErrorKind::InvalidRequest
-            | ErrorKind::MethodNotAllowed
-            | ErrorKind::PayloadTooLarge => "Invalid request",
+            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed | ErrorKind::PayloadTooLarge => "Invalid request",
         }
     }
 
@@ -125,6 +126,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::ServiceNotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal | ErrorKind::Database => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -139,6 +141,7 @@ impl ErrorKind {
             StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::PayloadTooLarge,
             StatusCode::CONFLICT => ErrorKind::Conflict,
             StatusCode::SERVICE_UNAVAILABLE => ErrorKind::ServiceNotReady,
+            StatusCode::TOO_MANY_REQUESTS => ErrorKind::TooManyRequests,
             s if s.is_server_error() => ErrorKind::Internal,
             _ => ErrorKind::InvalidRequest,
         }
@@ -158,10 +161,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error of `kind` with `details`.
     pub fn new(kind: ErrorKind, details: impl Into<String>) -> ApiError {
-        ApiError {
-            kind,
-            details: details.into(),
-        }
+        ApiError { kind, details: details.into() }
     }
 
     /// A required parameter is absent (1008).
@@ -187,10 +187,7 @@ impl ApiError {
     /// An unexpected failure (1014); the cause is logged, not shown.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!("internal error: {cause}");
-        ApiError::new(
-            ErrorKind::Internal,
-            "an unexpected error occurred; see the webapp log",
-        )
+        ApiError::new(ErrorKind::Internal, "an unexpected error occurred; see the webapp log")
     }
 
     /// The response body.
@@ -245,22 +242,13 @@ pub async fn onprem_format_for_stray_errors(request: Request, next: Next) -> Res
         ErrorKind::NotFound => format!("there is no endpoint {method} {path}"),
         // The router adds the `Allow` header after this layer has run.
         ErrorKind::MethodNotAllowed => {
-            format!(
-                "{method} is not allowed on {path}; the Allow header lists the methods it takes"
-            )
+            format!("{method} is not allowed on {path}; the Allow header lists the methods it takes")
         }
-        _ if text.is_empty() => status
-            .canonical_reason()
-            .unwrap_or("request refused")
-            .to_string(),
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("request refused").to_string(),
         _ => text,
     };
-    let body =
-        serde_json::to_vec(&ApiError::new(kind, details).body()).expect("error body serializes");
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let body = serde_json::to_vec(&ApiError::new(kind, details).body()).expect("error body serializes");
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))
 }
@@ -277,13 +265,7 @@ mod tests {
             json!({"errors":[{"code":1009,"title":"Parameter value is not valid","details":"to must be digits"}]})
         );
         assert_eq!(err.kind.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            ErrorKind::of_status(StatusCode::METHOD_NOT_ALLOWED).code(),
-            1025
-        );
-        assert_eq!(
-            ErrorKind::of_status(StatusCode::BAD_GATEWAY),
-            ErrorKind::Internal
-        );
+        assert_eq!(ErrorKind::of_status(StatusCode::METHOD_NOT_ALLOWED).code(), 1025);
+        assert_eq!(ErrorKind::of_status(StatusCode::BAD_GATEWAY), ErrorKind::Internal);
     }
 }

@@ -27,13 +27,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap_or("").to_string());
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(body_unreadable)?;
+        let content_type = request.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_string());
+        let bytes = Bytes::from_request(request, state).await.map_err(body_unreadable)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return serde_json::from_slice(b"null")
                 .map(ApiJson)
@@ -45,21 +40,13 @@ where
                 format!("the body must be JSON sent with Content-Type: application/json, not {content_type:?}"),
             ));
         }
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| json_refused(&e))
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| json_refused(&e))
     }
 }
 
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn body_unreadable(rejection: BytesRejection) -> ApiError {
@@ -69,10 +56,7 @@ fn body_unreadable(rejection: BytesRejection) -> ApiError {
             format!("the body is over the limit of {JSON_BODY_LIMIT} bytes for this endpoint"),
         )
     } else {
-        ApiError::new(
-            ErrorKind::InvalidRequest,
-            format!("the body could not be read: {rejection}"),
-        )
+        ApiError::new(ErrorKind::InvalidRequest, format!("the body could not be read: {rejection}"))
     }
 }
 
@@ -81,13 +65,10 @@ fn json_refused(e: &serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     let message = e.to_string();
     match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
-            ErrorKind::InvalidRequest,
-            format!("the body is not valid JSON: {message}"),
-        ),
-        Category::Data if message.starts_with("unknown field") => {
-            ApiError::new(ErrorKind::UnknownParameter, message)
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::new(ErrorKind::InvalidRequest, format!("the body is not valid JSON: {message}"))
         }
+        Category::Data if message.starts_with("unknown field") => ApiError::new(ErrorKind::UnknownParameter, message),
         Category::Data if message.starts_with("missing field") => ApiError::missing(message),
         Category::Data => ApiError::invalid(message),
     }
@@ -111,10 +92,7 @@ mod tests {
     #[test]
     fn serde_failures_map_to_the_code_of_their_cause() {
         assert_eq!(refused("{\"to\":"), ErrorKind::InvalidRequest);
-        assert_eq!(
-            refused("{\"to\":\"1\",\"x\":1}"),
-            ErrorKind::UnknownParameter
-        );
+        assert_eq!(refused("{\"to\":\"1\",\"x\":1}"), ErrorKind::UnknownParameter);
         assert_eq!(refused("{}"), ErrorKind::MissingParameter);
         assert_eq!(refused("{\"to\":5}"), ErrorKind::InvalidParameter);
     }

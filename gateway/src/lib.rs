@@ -2,8 +2,10 @@
 //!
 //! - [`app`]: the router and its layers, assembled in one function ([`router`]).
 //! - [`api`]: one file per endpoint, each as request type, handler, response type.
-//! - [`auth`]: passwords, bearer tokens, the API key, and the auth layer.
-//! - [`routing`]: a message's shard, and the wake-up of that shard's owner.
+//! - [`auth`]: passwords, bearer tokens, the API key, and the two auth layers:
+//!   who is calling (authentication), then whether they may (the authorizer plugin).
+//! - [`routing`]: a message's shard (the router plugin), and the wake-up of that shard's owner.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`cluster_view`]: the fan-out to every node's control API (health, support).
 //! - [`extract`]: the JSON body extractor that turns bad bodies into on-prem errors.
 //! - [`error`]: the one error type, in the on-prem format, with the code table.
@@ -11,6 +13,12 @@
 //! The webapp holds no cluster state of its own: messages go durably into the
 //! shard's outbox in the database and the shard's primary coreapp sends them,
 //! so any number of webapps can run, and one can die at any time.
+//!
+//! Authorization and routing are policies (`shardgate_core::policy`) answered
+//! by the WebAssembly plugins of a [`PluginHost`]; the built-in rules run as
+//! plugins too, and a plugin that fails a call is answered for by the native
+//! rule. Plugins uploaded through `PUT /v1/plugins/{kind}` are stored in the
+//! database, from which every node loads them.
 
 pub mod api;
 pub mod app;
@@ -18,6 +26,7 @@ pub mod auth;
 pub mod cluster_view;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod routing;
 
 pub use app::{router, AppState};
@@ -26,6 +35,7 @@ use anyhow::Context;
 use serde_json::json;
 use shardgate_core::node::{wait_for_schema, NodeIdentity};
 use shardgate_core::store::Store;
+use shardgate_plugins::{HostConfig, PluginHost};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -49,12 +59,19 @@ pub struct WebappConfig {
     pub node_id: Option<String>,
 }
 
-/// Runs a webapp until ctrl-c or SIGTERM.
+/// Runs a webapp until ctrl-c or SIGTERM, with a plugin host of its own
+/// that runs the default plugins (nothing loads uploaded ones into it).
 pub async fn run(config: WebappConfig) -> anyhow::Result<()> {
+    let plugins = PluginHost::new(HostConfig::default()).context("cannot start the plugin host")?;
+    run_with(config, plugins).await
+}
+
+/// Runs a webapp until ctrl-c or SIGTERM, asking `plugins` for its
+/// authorization and routing policies. Keeping the host in line with the
+/// plugins stored in the database is the caller's job.
+pub async fn run_with(config: WebappConfig, plugins: PluginHost) -> anyhow::Result<()> {
     shardgate_core::config::log_ignored_official_env();
-    let store = Store::connect(&config.db)
-        .await
-        .context("cannot connect to the database")?;
+    let store = Store::connect(&config.db).await.context("cannot connect to the database")?;
     wait_for_schema(&store, "webapp").await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -62,20 +79,11 @@ pub async fn run(config: WebappConfig) -> anyhow::Result<()> {
     let api_addr = listener.local_addr()?;
     let reachable = shardgate_core::node::reachable_addr(api_addr);
     let identity = NodeIdentity::new(config.node_id, &reachable);
-    store
-        .register_node(&identity.record("webapp", &reachable))
-        .await
-        .context("cannot register this webapp")?;
-    auth::ensure_default_admin(&store)
-        .await
-        .context("cannot create the default admin")?;
+    store.register_node(&identity.record("webapp", &reachable)).await.context("cannot register this webapp")?;
+    auth::ensure_default_admin(&store).await.context("cannot create the default admin")?;
     tokio::spawn(write_liveness(store.clone(), identity.clone()));
 
-    let app = router(AppState::new(
-        store,
-        config.api_key,
-        identity.node_id.as_str(),
-    ));
+    let app = router(AppState::new(store, config.api_key, identity.node_id.as_str(), plugins));
     tracing::info!(node_id = %identity.node_id, "webapp serving the REST API on {api_addr}");
     shardgate_core::ready::announce(&json!({
         "role": "webapp",
@@ -83,7 +91,8 @@ pub async fn run(config: WebappConfig) -> anyhow::Result<()> {
         "api_addr": api_addr.to_string(),
         "pid": std::process::id(),
     }));
-    axum::serve(listener, app)
+    // The peer address is what the authorizer sees as the client's address.
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the REST API server failed")?;
@@ -94,10 +103,7 @@ pub async fn run(config: WebappConfig) -> anyhow::Result<()> {
 async fn write_liveness(store: Store, identity: NodeIdentity) {
     loop {
         tokio::time::sleep(LIVENESS_EVERY).await;
-        match store
-            .touch_node(&identity.node_id, &identity.instance_id)
-            .await
-        {
+        match store.touch_node(&identity.node_id, &identity.instance_id).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 node_id = %identity.node_id,

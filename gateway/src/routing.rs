@@ -1,5 +1,6 @@
-//! Where a message goes: its shard (the default rule over the cluster's shard
-//! count) and, once it is stored, a best-effort wake-up of that shard's owner.
+//! Where a message goes: its shard (the routing policy, i.e. the router
+//! plugin, over the cluster's shard count) and, once it is stored, a
+//! best-effort wake-up of that shard's owner.
 //!
 //! The wake only shortens the delay before the owner sends: the outbox in the
 //! database is the real hand-off, so a failed or skipped wake loses nothing.
@@ -8,6 +9,7 @@
 
 use crate::error::{ApiError, ErrorKind};
 use shardgate_core::control::ControlClient;
+use shardgate_core::policy::{Route, RouteRequest, RoutingPolicy};
 use shardgate_core::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,7 @@ const WAKE_TIMEOUT: Duration = Duration::from_millis(200);
 pub struct ShardRouter {
     store: Store,
     control: ControlClient,
+    policy: Arc<dyn RoutingPolicy>,
     owners: Arc<tokio::sync::Mutex<OwnerCache>>,
     wakes: Arc<Mutex<HashMap<u32, WakeState>>>,
 }
@@ -40,31 +43,35 @@ struct WakeState {
 }
 
 impl ShardRouter {
-    /// A router over `store`.
-    pub fn new(store: Store, control: ControlClient) -> ShardRouter {
-        ShardRouter {
-            store,
-            control,
-            owners: Arc::default(),
-            wakes: Arc::default(),
-        }
+    /// A router over `store` that asks `policy` for shards.
+    pub fn new(store: Store, control: ControlClient, policy: Arc<dyn RoutingPolicy>) -> ShardRouter {
+        ShardRouter { store, control, policy, owners: Arc::default(), wakes: Arc::default() }
     }
 
-    /// The shard of `recipient` under the default rule.
+    /// The shard of `message` under the routing policy; a refusal is a 400
+    /// (1009) carrying the policy's reason.
     ///
     /// The shard count is read on every call, not cached: a recipient routed
     /// with a stale count could land on two shards and lose its ordering.
-    pub async fn shard_of(&self, recipient: &str) -> Result<u32, ApiError> {
+    /// The policy call is synchronous, on this worker thread; the plugin host
+    /// bounds it by its deadline and answers a failed call with the native rule.
+    pub async fn shard_of(&self, message: &RouteRequest) -> Result<u32, ApiError> {
         let info = self.store.cluster_info().await?.ok_or_else(|| {
             ApiError::new(
                 ErrorKind::ServiceNotReady,
                 "the cluster has no shard count yet: start a master so that it sets up the cluster",
             )
         })?;
-        Ok(shardgate_core::routing::default_shard(
-            recipient,
-            info.shards,
-        ))
+        match self.policy.route(message, info.shards) {
+            // The plugin host already checks the range; a policy put in by
+            // other code is held to the same contract.
+            Route::Shard(shard) if shard < info.shards.max(1) => Ok(shard),
+            Route::Shard(shard) => Err(ApiError::internal(format!(
+                "the routing policy answered shard {shard} of a cluster of {} shards",
+                info.shards
+            ))),
+            Route::Refuse(reason) => Err(ApiError::invalid(format!("the router refused the message: {reason}"))),
+        }
     }
 
     /// Tells the owner of `shard` that it has new messages, in the background.
@@ -103,23 +110,14 @@ impl ShardRouter {
             }
         };
         if let Err(e) = self.control.wake(&addr, shard, WAKE_TIMEOUT).await {
-            tracing::debug!(
-                shard,
-                "wake of the shard owner failed; it will find the message by polling: {e}"
-            );
+            tracing::debug!(shard, "wake of the shard owner failed; it will find the message by polling: {e}");
         }
     }
 
     /// The control address of the node the shard map names as the shard's owner.
-    async fn owner_addr(
-        &self,
-        shard: u32,
-    ) -> Result<Option<String>, shardgate_core::store::StoreError> {
+    async fn owner_addr(&self, shard: u32) -> Result<Option<String>, shardgate_core::store::StoreError> {
         let mut cache = self.owners.lock().await;
-        if cache
-            .read_at
-            .is_none_or(|at| at.elapsed() > OWNER_CACHE_TTL)
-        {
+        if cache.read_at.is_none_or(|at| at.elapsed() > OWNER_CACHE_TTL) {
             let map = self.store.shard_map().await?;
             let (_, nodes) = self.store.nodes().await?;
             cache.addr_of_shard = map

@@ -13,6 +13,8 @@ use shardgate_core::store::users::UserRecord;
 use shardgate_core::store::Store;
 use shardgate_gateway::auth::{self, Role};
 use shardgate_gateway::{router, AppState};
+use shardgate_plugins::{HostConfig, PluginHost};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,10 +39,7 @@ impl Drop for Webapp {
 
 impl Webapp {
     async fn start() -> Webapp {
-        let dir = std::env::temp_dir().join(format!(
-            "shardgate-gateway-test-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let dir = std::env::temp_dir().join(format!("shardgate-gateway-test-{}", uuid::Uuid::new_v4().simple()));
         let db = DbConfig {
             engine: DbEngine::Sqlite,
             hostname: String::new(),
@@ -54,29 +53,16 @@ impl Webapp {
         let store = Store::connect(&db).await.unwrap();
         store.bootstrap().await.unwrap();
         store.migrate().await.unwrap();
-        store
-            .init_cluster(&ClusterInfo {
-                shards: SHARDS,
-                account: "15550000000".into(),
-            })
-            .await
-            .unwrap();
+        store.init_cluster(&ClusterInfo { shards: SHARDS, account: "15550000000".into() }).await.unwrap();
         auth::ensure_default_admin(&store).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(AppState::new(
-            store.clone(),
-            Some(API_KEY.into()),
-            "webapp-test",
-        ));
+        let plugins = PluginHost::new(HostConfig::default()).unwrap();
+        let app = router(AppState::new(store.clone(), Some(API_KEY.into()), "webapp-test", plugins));
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        Webapp {
-            base: format!("http://{addr}"),
-            store,
-            http,
-            dir,
-        }
+        Webapp { base: format!("http://{addr}"), store, http, dir }
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
@@ -84,9 +70,7 @@ impl Webapp {
     }
 
     async fn login(&self, user: &str, password: &str, body: Option<Value>) -> reqwest::Response {
-        let mut request = self
-            .request(Method::POST, "/v1/users/login")
-            .basic_auth(user, Some(password));
+        let mut request = self.request(Method::POST, "/v1/users/login").basic_auth(user, Some(password));
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -95,37 +79,19 @@ impl Webapp {
 
     /// Changes the default admin password and returns a token.
     async fn admin_token(&self) -> String {
-        let response = self
-            .login(
-                "admin",
-                "secret",
-                Some(json!({"new_password": NEW_PASSWORD})),
-            )
-            .await;
+        let response = self.login("admin", "secret", Some(json!({"new_password": NEW_PASSWORD}))).await;
         assert_eq!(response.status(), StatusCode::OK);
         token_of(response).await
     }
 
     async fn post_message(&self, token: &str, body: &Value) -> reqwest::Response {
-        self.request(Method::POST, "/v1/messages")
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        self.request(Method::POST, "/v1/messages").bearer_auth(token).json(body).send().await.unwrap()
     }
 
     async fn pending_ids(&self) -> Vec<String> {
         let mut ids = Vec::new();
         for shard in 0..SHARDS {
-            ids.extend(
-                self.store
-                    .pending_messages(shard, 1000)
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .map(|m| m.id),
-            );
+            ids.extend(self.store.pending_messages(shard, 1000).await.unwrap().into_iter().map(|m| m.id));
         }
         ids
     }
@@ -139,28 +105,15 @@ async fn token_of(response: reqwest::Response) -> String {
 /// Asserts the on-prem error shape and returns (status, code, details).
 async fn onprem_error(response: reqwest::Response) -> (StatusCode, u64, String) {
     let status = response.status();
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{status}: content type {content_type}"
-    );
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(content_type.starts_with("application/json"), "{status}: content type {content_type}");
     let body: Value = response.json().await.unwrap();
-    let errors = body["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no errors array in {body}"));
+    let errors = body["errors"].as_array().unwrap_or_else(|| panic!("no errors array in {body}"));
     assert_eq!(errors.len(), 1, "{body}");
     let error = errors[0].as_object().unwrap();
     assert_eq!(error.len(), 3, "{body}");
-    assert!(
-        error["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "{body}"
-    );
-    let details = error["details"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no details in {body}"));
+    assert!(error["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    let details = error["details"].as_str().unwrap_or_else(|| panic!("no details in {body}"));
     (status, error["code"].as_u64().unwrap(), details.to_string())
 }
 
@@ -173,17 +126,12 @@ async fn fake_control_api(status: NodeStatus) -> (String, Arc<Mutex<Vec<u32>>>) 
     use axum::routing::{get, post};
     let wakes = Arc::new(Mutex::new(Vec::new()));
     let recorded = wakes.clone();
-    let app = axum::Router::new()
-        .route(
-            "/control/status",
-            get(move || async move { axum::Json(status) }),
-        )
-        .route(
-            "/control/wake",
-            post(move |axum::Json(wake): axum::Json<Wake>| async move {
-                recorded.lock().unwrap().push(wake.shard);
-            }),
-        );
+    let app = axum::Router::new().route("/control/status", get(move || async move { axum::Json(status) })).route(
+        "/control/wake",
+        post(move |axum::Json(wake): axum::Json<Wake>| async move {
+            recorded.lock().unwrap().push(wake.shard);
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -205,11 +153,7 @@ fn coreapp_status(node_id: &str) -> NodeStatus {
         gateway_status: "connected".into(),
         version: "9.9.9".into(),
         pid: 4242,
-        shards: vec![HeldShard {
-            shard: 1,
-            epoch: 3,
-            session_open: true,
-        }],
+        shards: vec![HeldShard { shard: 1, epoch: 3, session_open: true }],
         master_epoch: None,
         settings_version: 7,
         uptime_s: 12.5,
@@ -254,15 +198,9 @@ async fn weak_new_password_is_refused_naming_the_broken_rule_and_nothing_changes
         ("N0special1here", "special character"),
     ];
     for (weak, rule) in cases {
-        let response = webapp
-            .login("admin", "secret", Some(json!({"new_password": weak})))
-            .await;
+        let response = webapp.login("admin", "secret", Some(json!({"new_password": weak}))).await;
         let (status, code, details) = onprem_error(response).await;
-        assert_eq!(
-            (status, code),
-            (StatusCode::BAD_REQUEST, 1009),
-            "{weak}: {details}"
-        );
+        assert_eq!((status, code), (StatusCode::BAD_REQUEST, 1009), "{weak}: {details}");
         assert!(details.contains(rule), "{weak}: {details}");
     }
     // The default password still stands, and still must be changed.
@@ -273,13 +211,7 @@ async fn weak_new_password_is_refused_naming_the_broken_rule_and_nothing_changes
 #[tokio::test]
 async fn good_new_password_returns_a_token_valid_for_seven_days() {
     let webapp = Webapp::start().await;
-    let response = webapp
-        .login(
-            "admin",
-            "secret",
-            Some(json!({"new_password": NEW_PASSWORD})),
-        )
-        .await;
+    let response = webapp.login("admin", "secret", Some(json!({"new_password": NEW_PASSWORD}))).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     let user = &body["users"][0];
@@ -289,24 +221,11 @@ async fn good_new_password_returns_a_token_valid_for_seven_days() {
     let expected_day = shardgate_gateway::api::login::utc_timestamp(
         webapp.store.now_ms().await.unwrap() + shardgate_gateway::api::login::TOKEN_LIFETIME_MS,
     );
-    assert_eq!(
-        expires.len(),
-        "2024-01-01 00:00:00+00:00".len(),
-        "{expires}"
-    );
+    assert_eq!(expires.len(), "2024-01-01 00:00:00+00:00".len(), "{expires}");
     assert!(expires.ends_with("+00:00"), "{expires}");
-    assert_eq!(
-        expires[..10],
-        expected_day[..10],
-        "{expires} vs {expected_day}"
-    );
+    assert_eq!(expires[..10], expected_day[..10], "{expires} vs {expected_day}");
     // Only the token's hash is stored.
-    let owner = webapp
-        .store
-        .token_user(&auth::token_hash(token))
-        .await
-        .unwrap()
-        .unwrap();
+    let owner = webapp.store.token_user(&auth::token_hash(token)).await.unwrap().unwrap();
     assert_eq!(owner.username, "admin");
     assert!(webapp.store.token_user(token).await.unwrap().is_none());
 }
@@ -325,17 +244,8 @@ async fn after_the_password_change_the_new_password_logs_in_and_the_old_one_fail
 #[tokio::test]
 async fn bad_basic_credentials_are_refused_with_401() {
     let webapp = Webapp::start().await;
-    let no_header = webapp
-        .request(Method::POST, "/v1/users/login")
-        .send()
-        .await
-        .unwrap();
-    let not_basic = webapp
-        .request(Method::POST, "/v1/users/login")
-        .bearer_auth("x")
-        .send()
-        .await
-        .unwrap();
+    let no_header = webapp.request(Method::POST, "/v1/users/login").send().await.unwrap();
+    let not_basic = webapp.request(Method::POST, "/v1/users/login").bearer_auth("x").send().await.unwrap();
     let garbage = webapp
         .request(Method::POST, "/v1/users/login")
         .header("authorization", "Basic !!!not-base64")
@@ -356,19 +266,8 @@ async fn restarting_webapps_keep_the_changed_admin_password() {
     webapp.admin_token().await;
     auth::ensure_default_admin(&webapp.store).await.unwrap();
     auth::ensure_default_admin(&webapp.store).await.unwrap();
-    assert_eq!(
-        webapp.login("admin", NEW_PASSWORD, None).await.status(),
-        StatusCode::OK
-    );
-    assert!(
-        !webapp
-            .store
-            .user("admin")
-            .await
-            .unwrap()
-            .unwrap()
-            .must_change
-    );
+    assert_eq!(webapp.login("admin", NEW_PASSWORD, None).await.status(), StatusCode::OK);
+    assert!(!webapp.store.user("admin").await.unwrap().unwrap().must_change);
 }
 
 // ---------------------------------------------------------------- auth layer
@@ -387,31 +286,13 @@ async fn every_endpoint_but_login_requires_a_bearer_token() {
     for (method, path) in routes {
         let anonymous = webapp.request(method.clone(), path).send().await.unwrap();
         let (status, code, _) = onprem_error(anonymous).await;
-        assert_eq!(
-            (status, code),
-            (StatusCode::UNAUTHORIZED, 1005),
-            "{method} {path}"
-        );
-        let forged = webapp
-            .request(method.clone(), path)
-            .bearer_auth(auth::new_token())
-            .send()
-            .await
-            .unwrap();
+        assert_eq!((status, code), (StatusCode::UNAUTHORIZED, 1005), "{method} {path}");
+        let forged = webapp.request(method.clone(), path).bearer_auth(auth::new_token()).send().await.unwrap();
         let (status, code, _) = onprem_error(forged).await;
-        assert_eq!(
-            (status, code),
-            (StatusCode::UNAUTHORIZED, 1005),
-            "{method} {path}"
-        );
+        assert_eq!((status, code), (StatusCode::UNAUTHORIZED, 1005), "{method} {path}");
     }
     let token = webapp.admin_token().await;
-    let response = webapp
-        .request(Method::GET, "/v1/health")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = webapp.request(Method::GET, "/v1/health").bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
 
@@ -419,19 +300,10 @@ async fn every_endpoint_but_login_requires_a_bearer_token() {
 async fn apikey_is_accepted_on_health_and_refused_on_messages_and_settings() {
     let webapp = Webapp::start().await;
     let apikey = format!("Apikey {API_KEY}");
-    let health = webapp
-        .request(Method::GET, "/v1/health")
-        .header("authorization", &apikey)
-        .send()
-        .await
-        .unwrap();
+    let health = webapp.request(Method::GET, "/v1/health").header("authorization", &apikey).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let wrong_key = webapp
-        .request(Method::GET, "/v1/health")
-        .header("authorization", "Apikey nope")
-        .send()
-        .await
-        .unwrap();
+    let wrong_key =
+        webapp.request(Method::GET, "/v1/health").header("authorization", "Apikey nope").send().await.unwrap();
     assert_eq!(onprem_error(wrong_key).await.0, StatusCode::UNAUTHORIZED);
     let message = webapp
         .request(Method::POST, "/v1/messages")
@@ -442,7 +314,8 @@ async fn apikey_is_accepted_on_health_and_refused_on_messages_and_settings() {
         .unwrap();
     let (status, code, details) = onprem_error(message).await;
     assert_eq!((status, code), (StatusCode::FORBIDDEN, 1005));
-    assert!(details.contains("Bearer"), "{details}");
+    // The authorizer's reason says where the API key is accepted.
+    assert!(details.contains("Apikey") && details.contains("/v1/health"), "{details}");
     let settings = webapp
         .request(Method::PATCH, "/v1/settings/application")
         .header("authorization", &apikey)
@@ -467,17 +340,8 @@ async fn token_of_a_user_whose_password_must_change_only_allows_login() {
     webapp.store.ensure_user(&user).await.unwrap();
     let token = auth::new_token();
     let far = webapp.store.now_ms().await.unwrap() + 3_600_000;
-    webapp
-        .store
-        .insert_token(&auth::token_hash(&token), "bob", far)
-        .await
-        .unwrap();
-    let response = webapp
-        .request(Method::GET, "/v1/health")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    webapp.store.insert_token(&auth::token_hash(&token), "bob", far).await.unwrap();
+    let response = webapp.request(Method::GET, "/v1/health").bearer_auth(&token).send().await.unwrap();
     let (status, code, _) = onprem_error(response).await;
     assert_eq!((status, code), (StatusCode::FORBIDDEN, 1024));
 }
@@ -488,33 +352,17 @@ async fn token_of_a_user_whose_password_must_change_only_allows_login() {
 async fn posted_message_is_in_its_shard_outbox_when_the_id_is_returned() {
     let webapp = Webapp::start().await;
     let token = webapp.admin_token().await;
-    let response = webapp
-        .post_message(&token, &text_message("+15551234567", "hello"))
-        .await;
+    let response = webapp.post_message(&token, &text_message("+15551234567", "hello")).await;
     assert!(response.status().is_success(), "{}", response.status());
     let body: Value = response.json().await.unwrap();
     let id = body["messages"][0]["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        body["meta"],
-        json!({"api_status": "stable", "version": shardgate_core::VERSION})
-    );
+    assert_eq!(body["meta"], json!({"api_status": "stable", "version": shardgate_core::VERSION}));
     let shard = default_shard("15551234567", SHARDS);
     let pending = webapp.store.pending_messages(shard, 100).await.unwrap();
-    let stored = pending
-        .iter()
-        .find(|m| m.id == id)
-        .expect("the acknowledged message is stored");
-    assert_eq!(
-        (stored.recipient.as_str(), stored.body.as_str()),
-        ("15551234567", "hello")
-    );
+    let stored = pending.iter().find(|m| m.id == id).expect("the acknowledged message is stored");
+    assert_eq!((stored.recipient.as_str(), stored.body.as_str()), ("15551234567", "hello"));
     // A second message gets another id.
-    let again: Value = webapp
-        .post_message(&token, &text_message("15551234567", "x"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again: Value = webapp.post_message(&token, &text_message("15551234567", "x")).await.json().await.unwrap();
     assert_ne!(again["messages"][0]["id"], body["messages"][0]["id"]);
 }
 
@@ -522,89 +370,38 @@ async fn posted_message_is_in_its_shard_outbox_when_the_id_is_returned() {
 async fn invalid_messages_get_onprem_errors_store_nothing_and_the_node_keeps_serving() {
     let webapp = Webapp::start().await;
     let token = webapp.admin_token().await;
-    let kept: Value = webapp
-        .post_message(&token, &text_message("15550001", "kept"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let kept: Value = webapp.post_message(&token, &text_message("15550001", "kept")).await.json().await.unwrap();
     let kept_id = kept["messages"][0]["id"].as_str().unwrap().to_string();
 
     let long_body = "a".repeat(4097);
     let json_cases: Vec<(&str, Value, u64)> = vec![
-        (
-            "missing to",
-            json!({"type": "text", "text": {"body": "hi"}}),
-            1008,
-        ),
+        ("missing to", json!({"type": "text", "text": {"body": "hi"}}), 1008),
         ("non-digit to", text_message("555-CALL-ME", "hi"), 1009),
         ("empty body", text_message("15551234567", ""), 1009),
-        (
-            "missing text",
-            json!({"to": "15551234567", "type": "text"}),
-            1008,
-        ),
-        (
-            "4097-char body",
-            text_message("15551234567", &long_body),
-            1001,
-        ),
-        (
-            "unknown field",
-            json!({"to": "15551234567", "text": {"body": "hi"}, "priority": "high"}),
-            1010,
-        ),
-        (
-            "unknown text field",
-            json!({"to": "15551234567", "text": {"body": "hi", "bold": true}}),
-            1010,
-        ),
-        (
-            "unsupported type",
-            json!({"to": "15551234567", "type": "image", "image": {"id": "1"}}),
-            1009,
-        ),
-        (
-            "to as a number",
-            json!({"to": 15551234567u64, "text": {"body": "hi"}}),
-            1009,
-        ),
+        ("missing text", json!({"to": "15551234567", "type": "text"}), 1008),
+        ("4097-char body", text_message("15551234567", &long_body), 1001),
+        ("unknown field", json!({"to": "15551234567", "text": {"body": "hi"}, "priority": "high"}), 1010),
+        ("unknown text field", json!({"to": "15551234567", "text": {"body": "hi", "bold": true}}), 1010),
+        ("unsupported type", json!({"to": "15551234567", "type": "image", "image": {"id": "1"}}), 1009),
+        ("to as a number", json!({"to": 15551234567u64, "text": {"body": "hi"}}), 1009),
     ];
     for (case, body, expected) in json_cases {
         let (status, code, details) = onprem_error(webapp.post_message(&token, &body).await).await;
-        assert_eq!(
-            (status, code),
-            (StatusCode::BAD_REQUEST, expected),
-            "{case}: {details}"
-        );
+        assert_eq!((status, code), (StatusCode::BAD_REQUEST, expected), "{case}: {details}");
     }
     let raw_cases: Vec<(&str, &str, Vec<u8>, StatusCode)> = vec![
-        (
-            "malformed JSON",
-            "application/json",
-            b"{\"to\": \"1555\", ".to_vec(),
-            StatusCode::BAD_REQUEST,
-        ),
+        ("malformed JSON", "application/json", b"{\"to\": \"1555\", ".to_vec(), StatusCode::BAD_REQUEST),
         (
             "wrong content type",
             "text/plain",
             br#"{"to":"1555","text":{"body":"hi"}}"#.to_vec(),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            "empty body",
-            "application/json",
-            Vec::new(),
-            StatusCode::BAD_REQUEST,
-        ),
+        ("empty body", "application/json", Vec::new(), StatusCode::BAD_REQUEST),
         (
             "oversized body",
             "application/json",
-            format!(
-                r#"{{"to":"1555","text":{{"body":"{}"}}}}"#,
-                "a".repeat(200 * 1024)
-            )
-            .into_bytes(),
+            format!(r#"{{"to":"1555","text":{{"body":"{}"}}}}"#, "a".repeat(200 * 1024)).into_bytes(),
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
     ];
@@ -621,14 +418,8 @@ async fn invalid_messages_get_onprem_errors_store_nothing_and_the_node_keeps_ser
         assert_eq!(status, expected_status, "{case}: {details}");
         assert!([1008, 1025].contains(&code), "{case}: {code} {details}");
     }
-    assert_eq!(
-        webapp.pending_ids().await,
-        vec![kept_id.clone()],
-        "only the valid message is stored"
-    );
-    let after = webapp
-        .post_message(&token, &text_message("15550002", "still serving"))
-        .await;
+    assert_eq!(webapp.pending_ids().await, vec![kept_id.clone()], "only the valid message is stored");
+    let after = webapp.post_message(&token, &text_message("15550002", "still serving")).await;
     assert!(after.status().is_success());
     assert!(webapp.pending_ids().await.contains(&kept_id));
 }
@@ -638,47 +429,19 @@ async fn database_failure_answers_a_database_error_and_the_node_recovers() {
     use sqlx::Connection;
     let webapp = Webapp::start().await;
     let token = webapp.admin_token().await;
-    let kept: Value = webapp
-        .post_message(&token, &text_message("15550001", "kept"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let kept: Value = webapp.post_message(&token, &text_message("15550001", "kept")).await.json().await.unwrap();
     let url = format!("sqlite://{}", webapp.dir.join("shardgate.db").display());
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("ALTER TABLE messages RENAME TO messages_away")
-        .execute(&mut db)
-        .await
-        .unwrap();
-    let (status, code, details) = onprem_error(
-        webapp
-            .post_message(&token, &text_message("15550003", "lost?"))
-            .await,
-    )
-    .await;
-    assert_eq!(
-        (status, code),
-        (StatusCode::INTERNAL_SERVER_ERROR, 1023),
-        "{details}"
-    );
-    assert!(
-        !details.contains("messages"),
-        "database internals stay in the log: {details}"
-    );
-    sqlx::query("ALTER TABLE messages_away RENAME TO messages")
-        .execute(&mut db)
-        .await
-        .unwrap();
-    let after = webapp
-        .post_message(&token, &text_message("15550004", "back"))
-        .await;
+    sqlx::query("ALTER TABLE messages RENAME TO messages_away").execute(&mut db).await.unwrap();
+    let (status, code, details) =
+        onprem_error(webapp.post_message(&token, &text_message("15550003", "lost?")).await).await;
+    assert_eq!((status, code), (StatusCode::INTERNAL_SERVER_ERROR, 1023), "{details}");
+    assert!(!details.contains("messages"), "database internals stay in the log: {details}");
+    sqlx::query("ALTER TABLE messages_away RENAME TO messages").execute(&mut db).await.unwrap();
+    let after = webapp.post_message(&token, &text_message("15550004", "back")).await;
     assert!(after.status().is_success(), "{}", after.status());
     let ids = webapp.pending_ids().await;
-    assert_eq!(
-        ids.len(),
-        2,
-        "the refused message left nothing behind: {ids:?}"
-    );
+    assert_eq!(ids.len(), 2, "the refused message left nothing behind: {ids:?}");
     assert!(ids.contains(&kept["messages"][0]["id"].as_str().unwrap().to_string()));
 }
 
@@ -687,30 +450,12 @@ async fn stored_message_wakes_the_shard_owner() {
     let webapp = Webapp::start().await;
     let token = webapp.admin_token().await;
     let (addr, wakes) = fake_control_api(coreapp_status("core-a")).await;
-    webapp
-        .store
-        .register_node(&node_record("core-a", "coreapp", &addr))
-        .await
-        .unwrap();
-    let auth = webapp
-        .store
-        .try_acquire_master_lease("master-test", Duration::from_secs(30))
-        .await
-        .unwrap()
-        .unwrap();
-    let recipient = (0..100)
-        .map(|n| format!("1555000{n:04}"))
-        .find(|r| default_shard(r, SHARDS) == 1)
-        .unwrap();
+    webapp.store.register_node(&node_record("core-a", "coreapp", &addr)).await.unwrap();
+    let auth = webapp.store.try_acquire_master_lease("master-test", Duration::from_secs(30)).await.unwrap().unwrap();
+    let recipient = (0..100).map(|n| format!("1555000{n:04}")).find(|r| default_shard(r, SHARDS) == 1).unwrap();
     let row = webapp.store.shard_map().await.unwrap().rows[1].clone();
-    assert!(webapp
-        .store
-        .reassign_shard(1, row.version, "core-a", 0, &auth)
-        .await
-        .unwrap());
-    let response = webapp
-        .post_message(&token, &text_message(&recipient, "wake up"))
-        .await;
+    assert!(webapp.store.reassign_shard(1, row.version, "core-a", 0, &auth).await.unwrap());
+    let response = webapp.post_message(&token, &text_message(&recipient, "wake up")).await;
     assert!(response.status().is_success());
     for _ in 0..50 {
         if !wakes.lock().unwrap().is_empty() {
@@ -718,11 +463,7 @@ async fn stored_message_wakes_the_shard_owner() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        wakes.lock().unwrap().first(),
-        Some(&1),
-        "the owner of shard 1 was woken"
-    );
+    assert_eq!(wakes.lock().unwrap().first(), Some(&1), "the owner of shard 1 was woken");
 }
 
 // ---------------------------------------------------------------- settings
@@ -731,17 +472,9 @@ async fn stored_message_wakes_the_shard_owner() {
 async fn settings_patch_round_trips_and_delete_restores_the_defaults() {
     let webapp = Webapp::start().await;
     let token = webapp.admin_token().await;
-    let get = || {
-        webapp
-            .request(Method::GET, "/v1/settings/application")
-            .bearer_auth(&token)
-            .send()
-    };
+    let get = || webapp.request(Method::GET, "/v1/settings/application").bearer_auth(&token).send();
     let initial: Value = get().await.unwrap().json().await.unwrap();
-    assert_eq!(
-        initial["settings"]["application"],
-        serde_json::to_value(Settings::default()).unwrap()
-    );
+    assert_eq!(initial["settings"]["application"], serde_json::to_value(Settings::default()).unwrap());
 
     let patched = webapp
         .request(Method::PATCH, "/v1/settings/application")
@@ -752,26 +485,14 @@ async fn settings_patch_round_trips_and_delete_restores_the_defaults() {
         .unwrap();
     assert_eq!(patched.status(), StatusCode::OK);
     let read: Value = get().await.unwrap().json().await.unwrap();
-    assert_eq!(
-        read["settings"]["application"]["heartbeat_interval"],
-        json!(1.5)
-    );
-    assert_eq!(
-        read["settings"]["application"]["unhealthy_interval"],
-        json!(25.0)
-    );
-    assert_eq!(
-        read["settings"]["application"]["db_update_interval"],
-        json!(60.0)
-    );
+    assert_eq!(read["settings"]["application"]["heartbeat_interval"], json!(1.5));
+    assert_eq!(read["settings"]["application"]["unhealthy_interval"], json!(25.0));
+    assert_eq!(read["settings"]["application"]["db_update_interval"], json!(60.0));
     // What every node's LiveSettings will load.
     let (version, doc) = webapp.store.settings_doc().await.unwrap().unwrap();
     assert_eq!(version, 1);
     let stored = Settings::from_stored(&doc).unwrap();
-    assert_eq!(
-        (stored.heartbeat_interval, stored.unhealthy_interval),
-        (1.5, 25.0)
-    );
+    assert_eq!((stored.heartbeat_interval, stored.unhealthy_interval), (1.5, 25.0));
 
     // A second patch keeps the first one's fields.
     webapp
@@ -781,25 +502,13 @@ async fn settings_patch_round_trips_and_delete_restores_the_defaults() {
         .send()
         .await
         .unwrap();
-    let stored =
-        Settings::from_stored(&webapp.store.settings_doc().await.unwrap().unwrap().1).unwrap();
-    assert_eq!(
-        (stored.heartbeat_interval, stored.db_update_interval),
-        (1.5, 10.0)
-    );
+    let stored = Settings::from_stored(&webapp.store.settings_doc().await.unwrap().unwrap().1).unwrap();
+    assert_eq!((stored.heartbeat_interval, stored.db_update_interval), (1.5, 10.0));
 
-    let reset = webapp
-        .request(Method::DELETE, "/v1/settings/application")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let reset = webapp.request(Method::DELETE, "/v1/settings/application").bearer_auth(&token).send().await.unwrap();
     assert_eq!(reset.status(), StatusCode::OK);
     let read: Value = get().await.unwrap().json().await.unwrap();
-    assert_eq!(
-        read["settings"]["application"],
-        serde_json::to_value(Settings::default()).unwrap()
-    );
+    assert_eq!(read["settings"]["application"], serde_json::to_value(Settings::default()).unwrap());
     assert_eq!(webapp.store.settings_version().await.unwrap(), 3);
 }
 
@@ -807,39 +516,20 @@ async fn settings_patch_round_trips_and_delete_restores_the_defaults() {
 async fn refused_unhealthy_interval_returns_the_reason_and_changes_nothing() {
     let webapp = Webapp::start().await;
     let token = webapp.admin_token().await;
-    let patch = |body: Value| {
-        webapp
-            .request(Method::PATCH, "/v1/settings/application")
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-    };
+    let patch =
+        |body: Value| webapp.request(Method::PATCH, "/v1/settings/application").bearer_auth(&token).json(&body).send();
     // Twice the heartbeat, but shorter than the upstream session timeout allows.
-    let (status, code, details) =
-        onprem_error(patch(json!({"unhealthy_interval": 15})).await.unwrap()).await;
+    let (status, code, details) = onprem_error(patch(json!({"unhealthy_interval": 15})).await.unwrap()).await;
     assert_eq!((status, code), (StatusCode::BAD_REQUEST, 1009));
     assert!(details.starts_with("unhealthy_interval"), "{details}");
-    assert!(
-        details.contains("session_timeout") && details.contains("second session"),
-        "{details}"
-    );
+    assert!(details.contains("session_timeout") && details.contains("second session"), "{details}");
 
-    let (_, code, details) = onprem_error(
-        patch(json!({"heartbeat_interval": 5, "gossip": 1}))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, code, details) = onprem_error(patch(json!({"heartbeat_interval": 5, "gossip": 1})).await.unwrap()).await;
     assert_eq!(code, 1010, "{details}");
     assert!(details.contains("gossip"), "{details}");
-    let (_, code, _) =
-        onprem_error(patch(json!({"heartbeat_interval": "5s"})).await.unwrap()).await;
+    let (_, code, _) = onprem_error(patch(json!({"heartbeat_interval": "5s"})).await.unwrap()).await;
     assert_eq!(code, 1009);
-    assert_eq!(
-        webapp.store.settings_version().await.unwrap(),
-        0,
-        "nothing was written"
-    );
+    assert_eq!(webapp.store.settings_version().await.unwrap(), 0, "nothing was written");
 }
 
 #[tokio::test]
@@ -858,26 +548,15 @@ async fn unreadable_stored_settings_are_reported_and_delete_repairs_them() {
     assert_eq!((status, code), (StatusCode::INTERNAL_SERVER_ERROR, 1014));
     assert!(details.contains("DELETE"), "{details}");
     let (_, code, _) = onprem_error(settings(Method::PATCH).await.unwrap()).await;
-    assert_eq!(
-        code, 1014,
-        "a patch never builds on a document it cannot read"
-    );
-    assert_eq!(
-        settings(Method::DELETE).await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        settings(Method::GET).await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(code, 1014, "a patch never builds on a document it cannot read");
+    assert_eq!(settings(Method::DELETE).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(settings(Method::GET).await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn user_role_cannot_read_or_change_settings() {
     let webapp = Webapp::start().await;
-    auth::create_user(&webapp.store, "carol", NEW_PASSWORD, Role::User)
-        .await
-        .unwrap();
+    auth::create_user(&webapp.store, "carol", NEW_PASSWORD, Role::User).await.unwrap();
     let token = token_of(webapp.login("carol", NEW_PASSWORD, None).await).await;
     let patch = webapp
         .request(Method::PATCH, "/v1/settings/application")
@@ -889,20 +568,11 @@ async fn user_role_cannot_read_or_change_settings() {
     let (status, code, details) = onprem_error(patch).await;
     assert_eq!((status, code), (StatusCode::FORBIDDEN, 1005));
     assert!(details.contains("admin"), "{details}");
-    let get = webapp
-        .request(Method::GET, "/v1/settings/application")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let get = webapp.request(Method::GET, "/v1/settings/application").bearer_auth(&token).send().await.unwrap();
     assert_eq!(onprem_error(get).await.0, StatusCode::FORBIDDEN);
     assert_eq!(webapp.store.settings_version().await.unwrap(), 0);
     // The user role may still send messages.
-    assert!(webapp
-        .post_message(&token, &text_message("15551234567", "hi"))
-        .await
-        .status()
-        .is_success());
+    assert!(webapp.post_message(&token, &text_message("15551234567", "hi")).await.status().is_success());
 }
 
 // ---------------------------------------------------------------- cluster view
@@ -913,28 +583,11 @@ async fn health_lists_a_node_whose_control_api_is_down_as_unreachable() {
     let token = webapp.admin_token().await;
     let (live_addr, _) = fake_control_api(coreapp_status("core-a")).await;
     let dead_addr = closed_port_addr().await;
-    webapp
-        .store
-        .register_node(&node_record("core-a", "coreapp", &live_addr))
-        .await
-        .unwrap();
-    webapp
-        .store
-        .register_node(&node_record("master-b", "master", &dead_addr))
-        .await
-        .unwrap();
-    webapp
-        .store
-        .register_node(&node_record("webapp-x", "webapp", "127.0.0.1:1"))
-        .await
-        .unwrap();
+    webapp.store.register_node(&node_record("core-a", "coreapp", &live_addr)).await.unwrap();
+    webapp.store.register_node(&node_record("master-b", "master", &dead_addr)).await.unwrap();
+    webapp.store.register_node(&node_record("webapp-x", "webapp", "127.0.0.1:1")).await.unwrap();
 
-    let response = webapp
-        .request(Method::GET, "/v1/health")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = webapp.request(Method::GET, "/v1/health").bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(
@@ -953,52 +606,23 @@ async fn support_reports_each_node_as_it_answers_and_a_down_node_as_unreachable(
     let token = webapp.admin_token().await;
     let (live_addr, _) = fake_control_api(coreapp_status("core-a")).await;
     let dead_addr = closed_port_addr().await;
-    webapp
-        .store
-        .register_node(&node_record("core-a", "coreapp", &live_addr))
-        .await
-        .unwrap();
-    webapp
-        .store
-        .register_node(&node_record("master-b", "master", &dead_addr))
-        .await
-        .unwrap();
+    webapp.store.register_node(&node_record("core-a", "coreapp", &live_addr)).await.unwrap();
+    webapp.store.register_node(&node_record("master-b", "master", &dead_addr)).await.unwrap();
 
-    let body: Value = webapp
-        .request(Method::GET, "/v1/support")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value =
+        webapp.request(Method::GET, "/v1/support").bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     let nodes = body["support"]["nodes"].as_array().unwrap();
-    let node = |id: &str| {
-        nodes
-            .iter()
-            .find(|n| n["node_id"] == id)
-            .unwrap_or_else(|| panic!("{id} in {body}"))
-    };
+    let node = |id: &str| nodes.iter().find(|n| n["node_id"] == id).unwrap_or_else(|| panic!("{id} in {body}"));
     let live = node("core-a");
     assert_eq!(live["reachable"], true);
     assert_eq!(live["address"], live_addr.as_str());
-    assert_eq!(
-        live["shards"],
-        json!([{"shard": 1, "epoch": 3, "session_open": true}])
-    );
-    assert_eq!(
-        (live["version"].as_str(), live["pid"].as_i64()),
-        (Some("9.9.9"), Some(4242))
-    );
+    assert_eq!(live["shards"], json!([{"shard": 1, "epoch": 3, "session_open": true}]));
+    assert_eq!((live["version"].as_str(), live["pid"].as_i64()), (Some("9.9.9"), Some(4242)));
     assert_eq!(live["settings_version"], 7);
     let dead = node("master-b");
     assert_eq!(dead["reachable"], false);
     assert_eq!(dead["role"], "master");
-    assert!(
-        dead["error"].as_str().unwrap().contains("refused"),
-        "{dead}"
-    );
+    assert!(dead["error"].as_str().unwrap().contains("refused"), "{dead}");
     assert_eq!(body["support"]["webapp"]["node_id"], "webapp-test");
     assert_eq!(body["support"]["webapp"]["pid"], std::process::id());
 }
@@ -1008,31 +632,17 @@ async fn support_reports_each_node_as_it_answers_and_a_down_node_as_unreachable(
 #[tokio::test]
 async fn unknown_route_and_wrong_method_get_onprem_errors() {
     let webapp = Webapp::start().await;
-    let (status, code, details) = onprem_error(
-        webapp
-            .request(Method::GET, "/v1/nothing-here")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, code, details) =
+        onprem_error(webapp.request(Method::GET, "/v1/nothing-here").send().await.unwrap()).await;
     assert_eq!((status, code), (StatusCode::NOT_FOUND, 1006));
     assert!(details.contains("/v1/nothing-here"), "{details}");
     let token = webapp.admin_token().await;
-    let wrong = webapp
-        .request(Method::PUT, "/v1/messages")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let wrong = webapp.request(Method::PUT, "/v1/messages").bearer_auth(&token).send().await.unwrap();
     let allow = wrong.headers()["allow"].to_str().unwrap().to_string();
     let (status, code, details) = onprem_error(wrong).await;
     assert_eq!((status, code), (StatusCode::METHOD_NOT_ALLOWED, 1025));
     assert!(allow.contains("POST"), "{allow}");
-    assert!(
-        details.contains("PUT") && details.contains("Allow"),
-        "{details}"
-    );
+    assert!(details.contains("PUT") && details.contains("Allow"), "{details}");
 }
 
 // ---------------------------------------------------------------- start-up
@@ -1082,11 +692,7 @@ async fn webapp_on_port_0_registers_its_actual_address_and_serves_there() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (_, code, _) =
-        onprem_error(answer.expect("the webapp answers at its registered address")).await;
-    assert_eq!(
-        code, 1024,
-        "the default admin exists and must change its password"
-    );
+    let (_, code, _) = onprem_error(answer.expect("the webapp answers at its registered address")).await;
+    assert_eq!(code, 1024, "the default admin exists and must change its password");
     running.abort();
 }

@@ -17,31 +17,19 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Asks every master and coreapp for its status, concurrently.
-pub async fn health(
-    State(state): State<AppState>,
-    _caller: Caller,
-) -> Result<Json<HealthResponse>, ApiError> {
+pub async fn health(State(state): State<AppState>, _caller: Caller) -> Result<Json<HealthResponse>, ApiError> {
     let views = cluster_view::survey(&state.store, &state.control).await?;
     let health = views
         .into_iter()
         .map(|view| {
             let entry = match view.reachable() {
-                Some(status) => NodeHealth {
-                    gateway_status: status.gateway_status.clone(),
-                    role: status.role.clone(),
-                },
-                None => NodeHealth {
-                    gateway_status: "unreachable".to_string(),
-                    role: view.record.role.clone(),
-                },
+                Some(status) => NodeHealth { gateway_status: status.gateway_status.clone(), role: status.role.clone() },
+                None => NodeHealth { gateway_status: "unreachable".to_string(), role: view.record.role.clone() },
             };
             (view.record.control_addr, entry)
         })
         .collect();
-    Ok(Json(HealthResponse {
-        health,
-        meta: Meta::current(),
-    }))
+    Ok(Json(HealthResponse { health, meta: Meta::current() }))
 }
 
 /// The answer: `{"health":{"host:port":{"gateway_status","role"}},"meta":{...}}`.

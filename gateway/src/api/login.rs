@@ -37,10 +37,7 @@ pub async fn login(
         Some(new_password) => {
             let problems = auth::password_problems(&new_password);
             if !problems.is_empty() {
-                return Err(ApiError::invalid(format!(
-                    "new_password is refused: {}",
-                    problems.join("; ")
-                )));
+                return Err(ApiError::invalid(format!("new_password is refused: {}", problems.join("; "))));
             }
             let hash = auth::hash_password(&new_password).await?;
             state.store.set_password(&username, &hash).await?;
@@ -60,16 +57,8 @@ pub async fn login(
     }
     let token = auth::new_token();
     let expires_at = state.store.now_ms().await? + TOKEN_LIFETIME_MS;
-    state
-        .store
-        .insert_token(&auth::token_hash(&token), &username, expires_at)
-        .await?;
-    Ok(Json(LoginResponse {
-        users: vec![IssuedToken {
-            token,
-            expires_after: utc_timestamp(expires_at),
-        }],
-    }))
+    state.store.insert_token(&auth::token_hash(&token), &username, expires_at).await?;
+    Ok(Json(LoginResponse { users: vec![IssuedToken { token, expires_after: utc_timestamp(expires_at) }] }))
 }
 
 /// The answer: `{"users":[{"token","expires_after"}]}`.
@@ -102,12 +91,7 @@ pub fn utc_timestamp(unix_ms: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}+00:00",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}+00:00", of_day / 3600, of_day % 3600 / 60, of_day % 60)
 }
 
 #[cfg(test)]
@@ -118,9 +102,6 @@ mod tests {
     fn timestamps_are_utc_in_the_onprem_format() {
         assert_eq!(utc_timestamp(0), "1970-01-01 00:00:00+00:00");
         assert_eq!(utc_timestamp(951_782_400_000), "2000-02-29 00:00:00+00:00");
-        assert_eq!(
-            utc_timestamp(1_700_000_000_999),
-            "2023-11-14 22:13:20+00:00"
-        );
+        assert_eq!(utc_timestamp(1_700_000_000_999), "2023-11-14 22:13:20+00:00");
     }
 }

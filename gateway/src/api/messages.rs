@@ -1,5 +1,6 @@
-//! `POST /v1/messages`: validates a message, stores it durably in its shard's
-//! outbox, and only then answers with its id (I3). Sending is the shard
+//! `POST /v1/messages`: validates a message, asks the routing policy (the
+//! router plugin) for its shard, stores it durably in that shard's outbox,
+//! and only then answers with its id (I3). Sending is the shard
 //! primary's job; it is woken in the background, and a shard without a
 //! primary keeps the message until one is promoted.
 
@@ -13,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use shardgate_core::policy::RouteRequest;
 use shardgate_core::store::messages::NewMessage;
 
 /// Longest text body, in characters.
@@ -70,9 +72,7 @@ pub struct ValidMessage {
 impl SendMessageRequest {
     /// Checks the request; the error names the offending field.
     pub fn validate(self) -> Result<ValidMessage, ApiError> {
-        let to = self
-            .to
-            .ok_or_else(|| ApiError::missing("to is required: the recipient's phone number"))?;
+        let to = self.to.ok_or_else(|| ApiError::missing("to is required: the recipient's phone number"))?;
         let recipient = to.trim().strip_prefix('+').unwrap_or(to.trim()).to_string();
         if recipient.is_empty()
             || recipient.len() > MAX_RECIPIENT_DIGITS
@@ -82,14 +82,8 @@ impl SendMessageRequest {
                 "to must be a phone number of 1 to {MAX_RECIPIENT_DIGITS} digits, optionally after a '+', not {to:?}"
             )));
         }
-        if let Some(kind) = self
-            .recipient_type
-            .as_deref()
-            .filter(|k| *k != "individual")
-        {
-            return Err(ApiError::invalid(format!(
-                "recipient_type must be individual, not {kind:?}"
-            )));
+        if let Some(kind) = self.recipient_type.as_deref().filter(|k| *k != "individual") {
+            return Err(ApiError::invalid(format!("recipient_type must be individual, not {kind:?}")));
         }
         let kind = self.kind.as_deref().unwrap_or("text");
         if kind != "text" {
@@ -115,38 +109,38 @@ impl SendMessageRequest {
     }
 }
 
-/// Validates, stores, then answers; wakes the shard's owner afterwards.
+/// Validates, routes, stores, then answers; wakes the shard's owner afterwards.
 pub async fn send(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SendMessageRequest>,
 ) -> Result<Json<SendMessageResponse>, ApiError> {
     let message = request.validate()?;
-    let shard = state.shards.shard_of(&message.recipient).await?;
+    let route = RouteRequest {
+        recipient: message.recipient,
+        kind: "text".to_string(),
+        metadata: vec![("recipient-type".to_string(), "individual".to_string())],
+    };
+    let shard = state.shards.shard_of(&route).await?;
     let id = new_message_id();
     state
         .store
         .enqueue_message(&NewMessage {
             id: id.clone(),
             shard,
-            recipient: message.recipient,
-            kind: "text".to_string(),
+            recipient: route.recipient,
+            kind: route.kind,
             body: message.body,
         })
         .await?;
+    state.metrics.message_accepted();
     state.shards.wake_owner(shard);
-    Ok(Json(SendMessageResponse {
-        messages: vec![MessageId { id }],
-        meta: Meta::current(),
-    }))
+    Ok(Json(SendMessageResponse { messages: vec![MessageId { id }], meta: Meta::current() }))
 }
 
 /// A fresh message id: `gB` and the base64url of a random UUID, in the
 /// spirit of the on-prem ids; 24 characters.
 pub fn new_message_id() -> String {
-    format!(
-        "gB{}",
-        URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
-    )
+    format!("gB{}", URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes()))
 }
 
 /// The answer: `{"messages":[{"id"}],"meta":{...}}`.
@@ -175,23 +169,13 @@ mod tests {
 
     #[test]
     fn leading_plus_is_stripped_and_type_defaults_to_text() {
-        let valid = request(r#"{"to":"+15551234567","text":{"body":"hi"}}"#)
-            .validate()
-            .unwrap();
-        assert_eq!(
-            valid,
-            ValidMessage {
-                recipient: "15551234567".into(),
-                body: "hi".into()
-            }
-        );
+        let valid = request(r#"{"to":"+15551234567","text":{"body":"hi"}}"#).validate().unwrap();
+        assert_eq!(valid, ValidMessage { recipient: "15551234567".into(), body: "hi".into() });
     }
 
     #[test]
     fn unsupported_type_is_refused_for_its_type() {
-        let err = request(r#"{"to":"1555","type":"image","image":{"id":"x"}}"#)
-            .validate()
-            .unwrap_err();
+        let err = request(r#"{"to":"1555","type":"image","image":{"id":"x"}}"#).validate().unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidParameter);
         assert!(err.details.contains("image"), "{}", err.details);
     }
@@ -208,8 +192,6 @@ mod tests {
         let (a, b) = (new_message_id(), new_message_id());
         assert_ne!(a, b);
         assert_eq!(a.len(), 24);
-        assert!(a
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 }

@@ -4,6 +4,8 @@
 pub mod health;
 pub mod login;
 pub mod messages;
+pub mod metrics;
+pub mod plugins;
 pub mod settings;
 pub mod support;
 
@@ -21,9 +23,6 @@ pub struct Meta {
 impl Meta {
     /// The meta of this build.
     pub fn current() -> Meta {
-        Meta {
-            api_status: "stable",
-            version: shardgate_core::VERSION,
-        }
+        Meta { api_status: "stable", version: shardgate_core::VERSION }
     }
 }

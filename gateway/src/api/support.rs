@@ -1,7 +1,8 @@
 //! `GET /v1/support`: per-node debug information (role, shards held, epochs,
-//! version, pid, settings version, uptime) from the nodes' own answers, and
-//! this webapp's identity.
+//! version, pid, settings version, uptime) from the nodes' own answers, this
+//! webapp's identity, and the plugins it runs.
 
+use crate::api::plugins::PluginView;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::cluster_view::{self, NodeView};
@@ -12,10 +13,7 @@ use serde::Serialize;
 use shardgate_core::control::HeldShard;
 
 /// Asks every master and coreapp for its status, concurrently.
-pub async fn support(
-    State(state): State<AppState>,
-    _caller: Caller,
-) -> Result<Json<SupportResponse>, ApiError> {
+pub async fn support(State(state): State<AppState>, _caller: Caller) -> Result<Json<SupportResponse>, ApiError> {
     let views = cluster_view::survey(&state.store, &state.control).await?;
     Ok(Json(SupportResponse {
         support: Support {
@@ -25,11 +23,12 @@ pub async fn support(
                 version: shardgate_core::VERSION,
                 pid: std::process::id(),
             },
+            plugins: state.plugins.plugins().into_iter().map(PluginView::from).collect(),
         },
     }))
 }
 
-/// The answer: `{"support":{"nodes":[...],"webapp":{...}}}`.
+/// The answer: `{"support":{"nodes":[...],"webapp":{...},"plugins":[...]}}`.
 #[derive(Debug, Serialize)]
 pub struct SupportResponse {
     /// The report.
@@ -43,6 +42,8 @@ pub struct Support {
     pub nodes: Vec<NodeSupport>,
     /// The webapp that answered.
     pub webapp: WebappSupport,
+    /// The running plugin of each kind on the webapp that answered, as `GET /v1/plugins` lists them.
+    pub plugins: Vec<PluginView>,
 }
 
 /// One master or coreapp. Fields only the node can tell are empty when it
