@@ -86,7 +86,7 @@ async fn sync_once(
             }
             Wanted::File { path, bytes, sha256 } => {
                 let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                match host.load(kind, &name, &format!("file:{}", &sha256[..12]), &bytes) {
+                match host.load(kind, &name, &format!("file-{}", &sha256[..12]), &bytes) {
                     Ok(_) => tracing::info!("loaded {} plugin from {}", kind.as_str(), path.display()),
                     Err(e) => {
                         tracing::error!("{} cannot load as the {} plugin: {e}", path.display(), kind.as_str());

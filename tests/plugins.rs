@@ -1,7 +1,8 @@
 //! Plugins in a running cluster of real processes: a router uploaded through
-//! one webapp reaches the others and reroutes live; routers swapped back and
-//! forth under load lose no request; a hostile router never takes a node down
-//! and, once unloaded for failing, is not loaded again.
+//! one webapp reaches the others and reroutes live; a node's plugins
+//! directory is followed without a restart; routers swapped back and forth
+//! under load lose no request; a hostile router never takes a node down and,
+//! once unloaded for failing, is not loaded again.
 
 mod harness;
 
@@ -139,4 +140,29 @@ async fn hostile_router_never_takes_the_node_down_and_stays_unloaded() {
     let health =
         cluster.http.get(format!("{}/v1/health", cluster.api)).bearer_auth(&cluster.token).send().await.unwrap();
     assert!(health.status().is_success(), "the webapp still serves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_directory_is_followed_without_a_restart() {
+    let spec = ClusterSpec { shards: 2, ..ClusterSpec::fast(DbEngine::Sqlite) };
+    let Some(cluster) = start(spec).await else { return };
+    let dir = cluster.dir.join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("router.wasm"), component("components/router-country.wasm")).unwrap();
+    let (_webapp, api) =
+        cluster.start_webapp_with("webapp-dir", &["--plugins-dir".into(), dir.display().to_string()]).await;
+    wait_running(&cluster, &api, "router", "router").await;
+    let uk = recipient("447700", 0);
+    assert_eq!(delivered_shard(&cluster, &api, &uk).await, 1, "the directory's router runs");
+    // The other webapp has no such directory and keeps the default.
+    assert_eq!(running(&cluster, &cluster.api, "router").await["default"], true);
+
+    std::fs::remove_file(dir.join("router.wasm")).unwrap();
+    wait_running(&cluster, &api, "router", "default").await;
+    assert_eq!(delivered_shard(&cluster, &api, &uk).await, 0, "removing the file brings the default back");
+
+    // A file that is not a component is refused and the default keeps running.
+    std::fs::write(dir.join("router.wasm"), b"not a component").unwrap();
+    tokio::time::sleep(shardgate::plugin_sync::SYNC_EVERY * 2).await;
+    assert_eq!(running(&cluster, &api, "router").await["default"], true);
 }

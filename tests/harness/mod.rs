@@ -264,9 +264,15 @@ where
 impl Cluster {
     /// Starts one more webapp on the cluster's database and returns it with its API URL.
     pub async fn start_webapp(&self, name: &str) -> (NodeProcess, String) {
+        self.start_webapp_with(name, &[]).await
+    }
+
+    /// [`Cluster::start_webapp`] with extra flags.
+    pub async fn start_webapp_with(&self, name: &str, extra: &[String]) -> (NodeProcess, String) {
         let mut args =
             vec!["webapp".to_string(), "--node-id".into(), name.into(), "--listen".into(), "127.0.0.1:0".into()];
         args.extend(self.db_args.clone());
+        args.extend_from_slice(extra);
         let spec = NodeSpec { name: name.to_string(), args, env: Vec::new() };
         let sink = LogSink { file: self.dir.join(format!("{name}.log")), echo: false };
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_shardgate"));
