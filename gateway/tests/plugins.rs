@@ -216,6 +216,8 @@ async fn uploaded_country_router_moves_pinned_recipients_and_delete_restores_the
     assert_eq!(json!(stored.sha256), uploaded["plugins"][0]["sha256"]);
     let pinned = webapp.send_ok(&uk).await;
     assert_eq!(webapp.shard_of(&pinned).await, UK_SHARD, "the country router pins 44 to shard {UK_SHARD}");
+    let listed = webapp.plugins_listed().await;
+    assert_eq!(listed["stored"], json!([{"kind": "router", "sha256": stored.sha256}]), "{listed}");
     let support: Value = webapp.as_admin(Method::GET, "/v1/support").send().await.unwrap().json().await.unwrap();
     assert_eq!(support["support"]["plugins"][0]["name"], "country", "{support}");
 

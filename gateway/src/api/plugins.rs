@@ -33,13 +33,16 @@ use std::time::SystemTime;
 /// Largest component an upload may carry (enforced by `DefaultBodyLimit` in `app.rs`).
 pub const COMPONENT_LIMIT: usize = 16 << 20;
 
-/// `GET`: the running plugin of each kind, and the last ones that stopped running.
-pub async fn list(State(state): State<AppState>) -> Json<PluginsResponse> {
-    Json(PluginsResponse {
+/// `GET`: the running plugin of each kind, the last ones that stopped
+/// running, and the digests of those stored for the cluster.
+pub async fn list(State(state): State<AppState>) -> Result<Json<PluginsResponse>, ApiError> {
+    let stored = state.store.plugin_digests().await?;
+    Ok(Json(PluginsResponse {
         plugins: state.plugins.plugins().into_iter().map(PluginView::from).collect(),
         retired: state.plugins.retired().into_iter().map(RetiredView::from).collect(),
+        stored: stored.into_iter().map(|(kind, sha256)| StoredDigest { kind, sha256 }).collect(),
         meta: Meta::current(),
-    })
+    }))
 }
 
 /// The query of an upload.
@@ -172,13 +175,16 @@ fn timestamp(at: SystemTime) -> String {
     utc_timestamp(i64::try_from(unix_ms).unwrap_or(i64::MAX))
 }
 
-/// The answer of `GET`: `{"plugins":[...],"retired":[...],"meta":{...}}`.
+/// The answer of `GET`: `{"plugins":[...],"retired":[...],"stored":[...],"meta":{...}}`.
 #[derive(Debug, Serialize)]
 pub struct PluginsResponse {
-    /// The running plugin of each kind: router, authorizer, health-policy.
+    /// The running plugin of each kind on this webapp: router, authorizer, health-policy.
     pub plugins: Vec<PluginView>,
-    /// The last plugins that stopped running (replaced, reset, or unloaded for failing), oldest first.
+    /// The last plugins that stopped running here (replaced, reset, or unloaded for failing), oldest first.
     pub retired: Vec<RetiredView>,
+    /// The plugins uploaded for the cluster: a kind listed here whose running
+    /// plugin has another digest is not loaded yet, or was unloaded for failing.
+    pub stored: Vec<StoredDigest>,
     /// API status and version.
     pub meta: Meta,
 }
@@ -190,6 +196,15 @@ pub struct LoadedResponse {
     pub plugins: Vec<PluginView>,
     /// API status and version.
     pub meta: Meta,
+}
+
+/// A plugin stored for the cluster.
+#[derive(Debug, Serialize)]
+pub struct StoredDigest {
+    /// Its kind.
+    pub kind: String,
+    /// SHA-256 of the component, hex.
+    pub sha256: String,
 }
 
 /// One plugin as this webapp runs it.
