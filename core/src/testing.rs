@@ -64,6 +64,30 @@ impl TestDatabase {
     }
 }
 
+/// A SQLite store in `dir`, migrated, with a cluster of `shards` shards set
+/// up: what an in-process webapp needs.
+pub async fn sqlite_cluster_store(
+    dir: &std::path::Path,
+    shards: u32,
+) -> crate::store::StoreResult<crate::store::Store> {
+    let config = DbConfig {
+        engine: DbEngine::Sqlite,
+        hostname: String::new(),
+        port: None,
+        username: None,
+        password: None,
+        name_prefix: String::new(),
+        idle_timeout_ms: 60_000,
+        data_dir: dir.to_path_buf(),
+    };
+    let store = crate::store::Store::connect(&config).await?;
+    store.bootstrap().await?;
+    store.migrate().await?;
+    let cluster = crate::store::shard_map::ClusterInfo { shards, account: "15550000000".into() };
+    store.init_cluster(&cluster).await?;
+    Ok(store)
+}
+
 impl crate::store::Store {
     /// Sets the stored schema version, as a newer build would have.
     pub async fn forge_schema_version_for_tests(&self, version: i64) -> crate::store::StoreResult<()> {

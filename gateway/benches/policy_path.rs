@@ -24,12 +24,10 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use criterion::Criterion;
 use futures::future::join_all;
-use shardgate_core::config::{DbConfig, DbEngine};
 use shardgate_core::policy::{
     AuthRequest, AuthorizationPolicy, HashRouter, OnPremAuthorizer, Principal, RouteRequest, RoutingPolicy, UserRole,
 };
-use shardgate_core::store::shard_map::ClusterInfo;
-use shardgate_core::store::Store;
+use shardgate_core::testing::sqlite_cluster_store;
 use shardgate_gateway::auth::{self, Role};
 use shardgate_gateway::{router, AppState};
 use shardgate_plugins::{HostConfig, PluginHost};
@@ -240,20 +238,7 @@ impl Drop for TempDb {
 /// The API over a fresh SQLite database, and a user's bearer token.
 async fn webapp(host: &PluginHost, native: bool) -> (Router, String, TempDb) {
     let dir = std::env::temp_dir().join(format!("shardgate-policy-bench-{}", uuid::Uuid::new_v4().simple()));
-    let db = DbConfig {
-        engine: DbEngine::Sqlite,
-        hostname: String::new(),
-        port: None,
-        username: None,
-        password: None,
-        name_prefix: String::new(),
-        idle_timeout_ms: 60_000,
-        data_dir: dir.clone(),
-    };
-    let store = Store::connect(&db).await.expect("the database opens");
-    store.bootstrap().await.unwrap();
-    store.migrate().await.unwrap();
-    store.init_cluster(&ClusterInfo { shards: SHARDS, account: "15550000000".into() }).await.unwrap();
+    let store = sqlite_cluster_store(&dir, SHARDS).await.expect("the database opens");
     auth::create_user(&store, "ana", "Str0ng!Passw0rd", Role::User).await.unwrap();
     let token = auth::new_token();
     let expires = store.now_ms().await.unwrap() + 86_400_000;

@@ -8,9 +8,9 @@ use shardgate_core::config::{DbConfig, DbEngine};
 use shardgate_core::control::{HeldShard, NodeStatus, Wake};
 use shardgate_core::routing::default_shard;
 use shardgate_core::store::nodes::NodeRecord;
-use shardgate_core::store::shard_map::ClusterInfo;
 use shardgate_core::store::users::UserRecord;
 use shardgate_core::store::Store;
+use shardgate_core::testing::sqlite_cluster_store;
 use shardgate_gateway::auth::{self, Role};
 use shardgate_gateway::{router, AppState};
 use shardgate_plugins::{HostConfig, PluginHost};
@@ -40,20 +40,7 @@ impl Drop for Webapp {
 impl Webapp {
     async fn start() -> Webapp {
         let dir = std::env::temp_dir().join(format!("shardgate-gateway-test-{}", uuid::Uuid::new_v4().simple()));
-        let db = DbConfig {
-            engine: DbEngine::Sqlite,
-            hostname: String::new(),
-            port: None,
-            username: None,
-            password: None,
-            name_prefix: String::new(),
-            idle_timeout_ms: 60_000,
-            data_dir: dir.clone(),
-        };
-        let store = Store::connect(&db).await.unwrap();
-        store.bootstrap().await.unwrap();
-        store.migrate().await.unwrap();
-        store.init_cluster(&ClusterInfo { shards: SHARDS, account: "15550000000".into() }).await.unwrap();
+        let store = sqlite_cluster_store(&dir, SHARDS).await.unwrap();
         auth::ensure_default_admin(&store).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -6,11 +6,10 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use shardgate_core::config::{DbConfig, DbEngine};
 use shardgate_core::policy::{AuthorizationPolicy, OnPremAuthorizer, Route, RouteRequest, RoutingPolicy};
 use shardgate_core::routing::default_shard;
-use shardgate_core::store::shard_map::ClusterInfo;
 use shardgate_core::store::Store;
+use shardgate_core::testing::sqlite_cluster_store;
 use shardgate_gateway::auth::{self, Role};
 use shardgate_gateway::{router, AppState};
 use shardgate_plugins::{HostConfig, PluginHost};
@@ -62,20 +61,7 @@ impl Webapp {
     async fn start_with(adjust: impl FnOnce(AppState) -> AppState) -> Webapp {
         let alone = ONE_AT_A_TIME.lock().await;
         let dir = std::env::temp_dir().join(format!("shardgate-plugins-test-{}", uuid::Uuid::new_v4().simple()));
-        let db = DbConfig {
-            engine: DbEngine::Sqlite,
-            hostname: String::new(),
-            port: None,
-            username: None,
-            password: None,
-            name_prefix: String::new(),
-            idle_timeout_ms: 60_000,
-            data_dir: dir.clone(),
-        };
-        let store = Store::connect(&db).await.unwrap();
-        store.bootstrap().await.unwrap();
-        store.migrate().await.unwrap();
-        store.init_cluster(&ClusterInfo { shards: SHARDS, account: "15550000000".into() }).await.unwrap();
+        let store = sqlite_cluster_store(&dir, SHARDS).await.unwrap();
         auth::create_user(&store, "root", PASSWORD, Role::Admin).await.unwrap();
         let plugins = PluginHost::new(HostConfig::default()).unwrap();
         let state = adjust(AppState::new(store.clone(), Some(API_KEY.into()), "webapp-test", plugins.clone()));
