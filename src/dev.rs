@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde_json::json;
 use shardgate::supervisor::{start_node, LogSink, NodeProcess, NodeSpec};
 use shardgate_core::cluster::Settings;
+use shardgate_core::control_auth::{ClusterSecret, SECRET_ENV};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -60,11 +61,15 @@ pub async fn run(config: DevConfig) -> anyhow::Result<()> {
         args.extend_from_slice(extra);
         args
     };
+    // One fresh secret for this cluster's control plane, handed to every
+    // node through its environment (never its arguments, which `ps` shows).
+    let secret = ClusterSecret::generate();
     let mut nodes: Vec<NodeProcess> = Vec::new();
     let start = |name: String, args: Vec<String>| {
         let sink = LogSink { file: logs.join(format!("{name}.log")), echo: true };
         let exe = exe.clone();
-        async move { start_node(&exe, &NodeSpec { name, args, env: Vec::new() }, &sink, Duration::from_secs(60)).await }
+        let env = vec![(SECRET_ENV.to_string(), secret.expose().to_string())];
+        async move { start_node(&exe, &NodeSpec { name, args, env }, &sink, Duration::from_secs(60)).await }
     };
     let outcome: anyhow::Result<()> = async {
         let sim = start(
@@ -107,6 +112,8 @@ pub async fn run(config: DevConfig) -> anyhow::Result<()> {
                 "127.0.0.1:0".into(),
                 "--upstream".into(),
                 upstream.clone(),
+                "--upstream-session-timeout".into(),
+                config.sim_session_timeout.to_string(),
             ]);
             nodes.push(start(format!("coreapp-{i}"), [vec!["coreapp".into()], args].concat()).await?);
         }

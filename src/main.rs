@@ -87,6 +87,8 @@ fn main() -> ExitCode {
                 shardgate_gateway::run_with(a.config, host).await
             }
             Command::Master(a) => {
+                // Refuse bad settings before anything touches the database.
+                a.config.initial_settings()?;
                 let host = plugin_host(&a.config.db, vec![PluginKind::HealthPolicy], a.plugins).await?;
                 shardgate_core::master::run(a.config, host.health()).await
             }

@@ -7,9 +7,12 @@ mod harness;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+/// The cluster secret of the nodes these tests start.
+const SECRET: &str = "cli-tests-cluster-secret";
+
 fn shardgate() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shardgate"));
-    command.env_remove("WA_DB_ENGINE").env("SHARDGATE_LOG", "info");
+    command.env_remove("WA_DB_ENGINE").env("SHARDGATE_LOG", "info").env("SHARDGATE_CLUSTER_SECRET", SECRET);
     command
 }
 
@@ -89,8 +92,9 @@ fn help_documents_every_official_variable_of_each_role() {
         "WA_DB_NAME_PREFIX",
         "WA_DB_CONNECTION_IDLE_TIMEOUT",
     ];
-    let node = ["COREAPP_HOSTNAME", "COREAPP_EXTERNAL_PORTS"];
-    for (role, extra) in [("webapp", &["WA_API_KEY"][..]), ("master", &node[..]), ("coreapp", &node[..])] {
+    let node = ["COREAPP_HOSTNAME", "COREAPP_EXTERNAL_PORTS", "SHARDGATE_CLUSTER_SECRET"];
+    let webapp = ["WA_API_KEY", "SHARDGATE_CLUSTER_SECRET"];
+    for (role, extra) in [("webapp", &webapp[..]), ("master", &node[..]), ("coreapp", &node[..])] {
         let out = run(shardgate().args([role, "--help"]));
         assert!(out.status.success());
         let help = String::from_utf8_lossy(&out.stdout);
@@ -136,7 +140,11 @@ async fn unused_official_variables_are_ignored_with_one_info_line_each() {
             .map(|s| s.to_string())
             .chain([dir.display().to_string()])
             .collect(),
-        env: vec![("WA_API_VERSION".into(), "v2.41.3".into()), ("EXTERNAL_WEBAPP_PORT".into(), "9090".into())],
+        env: vec![
+            ("WA_API_VERSION".into(), "v2.41.3".into()),
+            ("EXTERNAL_WEBAPP_PORT".into(), "9090".into()),
+            ("SHARDGATE_CLUSTER_SECRET".into(), SECRET.into()),
+        ],
     };
     let sink = shardgate::supervisor::LogSink { file: dir.join("master.log"), echo: false };
     let mut node = shardgate::supervisor::start_node(

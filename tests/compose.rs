@@ -35,11 +35,15 @@ const OFFICIAL_NODE_PORTS: [u16; 4] = [6250, 6251, 6252, 6253];
 
 /// What an operator exports before `docker compose up`: the variables the
 /// files require (`${NAME:?...}`); every other one takes the file's default.
-const OPERATOR_ENV: [(&str, &str); 3] = [
+const OPERATOR_ENV: [(&str, &str); 4] = [
     ("WA_API_VERSION", "v9.9.9"),
     ("COREAPP_HOSTNAME", "host-a.example"),
     ("SHARDGATE_UPSTREAM", "upstream.example:5222"),
+    ("SHARDGATE_CLUSTER_SECRET", "operator-chosen-cluster-secret"),
 ];
+
+/// The control-plane secret every master, coreapp and webapp must be given.
+const CLUSTER_SECRET_ENV: &str = "SHARDGATE_CLUSTER_SECRET";
 
 // --- the binary's own description --------------------------------------------
 
@@ -777,6 +781,58 @@ fn coreapps_reach_the_upstream_sim_of_the_dev_file_and_ask_the_operator_for_it_i
             interpolations(&raw).iter().any(|v| v.name == "SHARDGATE_UPSTREAM" && v.required),
             "{}: the upstream has no sensible default in production; require SHARDGATE_UPSTREAM, not {raw:?}",
             coreapp.label()
+        );
+    }
+}
+
+#[test]
+fn every_master_coreapp_and_webapp_gets_one_cluster_secret_and_production_asks_the_operator_for_it() {
+    let roles = roles();
+    for role in ["webapp", "master", "coreapp"] {
+        assert!(
+            roles[role].env_names().contains(CLUSTER_SECRET_ENV),
+            "`shardgate {role}` must read {CLUSTER_SECRET_ENV}"
+        );
+    }
+    for file in COMPOSE_FILES {
+        let mut secrets = BTreeSet::new();
+        for service in shardgate_services(file).iter().filter(|s| s.role() != "upstream-sim") {
+            let secret = service.env().get(CLUSTER_SECRET_ENV).cloned().unwrap_or_else(|| {
+                panic!("{}: set {CLUSTER_SECRET_ENV}, or the node refuses to start", service.label())
+            });
+            assert!(
+                secret.len() >= shardgate_core::control_auth::MIN_SECRET_LEN,
+                "{}: {CLUSTER_SECRET_ENV} is shorter than the node accepts",
+                service.label()
+            );
+            secrets.insert(secret);
+            if file != DEV_FILE {
+                // A production secret must never be a value shipped in a public file.
+                let raw = service.raw_environment(CLUSTER_SECRET_ENV).unwrap_or_default();
+                assert!(
+                    interpolations(&raw).iter().any(|v| v.name == CLUSTER_SECRET_ENV && v.required),
+                    "{}: require {CLUSTER_SECRET_ENV} from the operator (${{...:?...}}), not {raw:?}",
+                    service.label()
+                );
+            }
+        }
+        assert_eq!(secrets.len(), 1, "{file}: every node of one cluster must share one {CLUSTER_SECRET_ENV}");
+    }
+}
+
+#[test]
+fn masters_and_coreapps_set_their_control_bind_address_to_the_official_control_port_on_every_interface() {
+    let roles = roles();
+    for service in all_shardgate_services().iter().filter(|s| matches!(s.role().as_str(), "master" | "coreapp")) {
+        let set = service.env().get("SHARDGATE_CONTROL_LISTEN").cloned().unwrap_or_else(|| {
+            panic!("{}: state the control bind address (SHARDGATE_CONTROL_LISTEN) in the file", service.label())
+        });
+        let addr: SocketAddr = set.parse().unwrap_or_else(|_| panic!("{}: {set:?} is not host:port", service.label()));
+        assert_eq!(
+            addr.port(),
+            roles[&service.role()].default_control_port(),
+            "{}: the control API keeps the official port",
+            service.label()
         );
     }
 }

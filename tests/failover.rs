@@ -65,7 +65,8 @@ async fn paused_primary_never_overlaps_new_primary(engine: DbEngine) {
         // The resumed zombie learns it lost the shard and holds nothing.
         let status_url = format!("http://{}/control/status", cluster.coreapp(&zombie).ready_str("control_addr"));
         wait_for("the zombie to drop its shard", Duration::from_secs(10), || async {
-            let status: Value = cluster.http.get(&status_url).send().await.ok()?.json().await.ok()?;
+            let request = cluster.http.get(&status_url).bearer_auth(&cluster.cluster_secret);
+            let status: Value = request.send().await.ok()?.json().await.ok()?;
             status["shards"].as_array()?.is_empty().then_some(())
         })
         .await;

@@ -14,7 +14,7 @@ async fn node_versions(cluster: &harness::Cluster) -> Vec<(String, Option<i64>)>
     let mut versions = Vec::new();
     for node in cluster.masters.iter().chain(cluster.coreapps.iter()) {
         let url = format!("http://{}/control/status", node.ready_str("control_addr"));
-        let status: Option<Value> = match cluster.http.get(url).send().await {
+        let status: Option<Value> = match cluster.http.get(url).bearer_auth(&cluster.cluster_secret).send().await {
             Ok(r) => r.json().await.ok(),
             Err(_) => None,
         };

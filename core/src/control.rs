@@ -1,8 +1,10 @@
 //! The control API every master and coreapp serves (coreapp port 6252): the
 //! status a node reports, the heartbeat masters send, and the wake-up the
 //! gateway sends after it stores a message. [`ControlClient`] is the one
-//! HTTP client for it.
+//! HTTP client for it, and adds the cluster secret to every call
+//! (see [`crate::control_auth`]).
 
+use crate::control_auth::{ClusterSecret, SECRET_ENV};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -15,6 +17,12 @@ pub struct HeldShard {
     pub epoch: i64,
     /// Whether its upstream session is open right now.
     pub session_open: bool,
+    /// Milliseconds the shard has been held without an open session (0 while open).
+    #[serde(default)]
+    pub session_down_ms: u64,
+    /// Inbound frames skipped as oversized or unreadable since the shard was claimed.
+    #[serde(default)]
+    pub frames_skipped: u64,
 }
 
 /// What a node says about itself, on `GET /control/status` and in answer to heartbeats.
@@ -59,6 +67,10 @@ pub enum ControlError {
     /// No answer in time: the process may be paused or cut off.
     #[error("no answer from {0} in time")]
     Timeout(String),
+    /// The node turned the call away (401): its cluster secret differs from ours.
+    /// It is alive, but as good as silent to this caller.
+    #[error("{0} rejected our cluster secret: {SECRET_ENV} must be the same on every node")]
+    Unauthorized(String),
     /// Any other failure.
     #[error("control call to {addr} failed: {reason}")]
     Other {
@@ -69,23 +81,21 @@ pub enum ControlError {
     },
 }
 
-/// HTTP client for node control APIs.
+/// HTTP client for node control APIs; every call carries the cluster secret.
 #[derive(Clone)]
 pub struct ControlClient {
     http: reqwest::Client,
 }
 
-impl Default for ControlClient {
-    fn default() -> Self {
-        ControlClient::new()
-    }
-}
-
 impl ControlClient {
-    /// A client with keep-alive connections and no proxy.
-    pub fn new() -> ControlClient {
+    /// A client with keep-alive connections and no proxy that authenticates
+    /// every call with `secret`.
+    pub fn new(secret: &ClusterSecret) -> ControlClient {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, secret.header_value());
         let http = reqwest::Client::builder()
             .no_proxy()
+            .default_headers(headers)
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .build()
@@ -97,15 +107,24 @@ impl ControlClient {
     pub async fn status(&self, addr: &str, timeout: Duration) -> Result<NodeStatus, ControlError> {
         let url = format!("http://{addr}/control/status");
         let response = self.http.get(url).timeout(timeout).send().await.map_err(|e| classify(addr, e))?;
+        check_authorized(addr, &response)?;
         response.json().await.map_err(|e| classify(addr, e))
     }
 
     /// Tells a coreapp that a shard has new messages; best effort.
     pub async fn wake(&self, addr: &str, shard: u32, timeout: Duration) -> Result<(), ControlError> {
         let url = format!("http://{addr}/control/wake");
-        self.http.post(url).json(&Wake { shard }).timeout(timeout).send().await.map_err(|e| classify(addr, e))?;
-        Ok(())
+        let response =
+            self.http.post(url).json(&Wake { shard }).timeout(timeout).send().await.map_err(|e| classify(addr, e))?;
+        check_authorized(addr, &response)
     }
+}
+
+fn check_authorized(addr: &str, response: &reqwest::Response) -> Result<(), ControlError> {
+    if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(ControlError::Unauthorized(addr.to_string()));
+    }
+    Ok(())
 }
 
 fn classify(addr: &str, e: reqwest::Error) -> ControlError {

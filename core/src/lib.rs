@@ -5,7 +5,9 @@
 //! - [`store`]: the shared SQL database (SQLite, PostgreSQL, MySQL) behind one interface.
 //! - `testing` (feature `test-support`): throw-away databases for tests and benchmarks.
 //! - [`upstream`]: the wire protocol to the messaging network, and `upstream-sim`.
+//! - [`http_server`]: the HTTP server of every port, with connection caps and header and idle timeouts.
 //! - [`control`]: the control API of masters and coreapps (status, heartbeat, wake) and its client.
+//! - [`control_auth`]: the cluster secret every control request carries, and the layer that checks it.
 //! - [`coreapp`]: the coreapp role: shard leases, the self-fenced upstream session, the outbox sender.
 //! - [`master`]: the master role: lease election, heartbeats, and the primary's failover cycle.
 //! - [`node`]: start-up common to every role: identity and waiting for the schema.
@@ -15,7 +17,9 @@
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod control_auth;
 pub mod coreapp;
+pub mod http_server;
 pub mod master;
 pub mod node;
 pub mod policy;

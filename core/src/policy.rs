@@ -141,8 +141,8 @@ impl RoutingPolicy for HashRouter {
 }
 
 /// The on-prem rules: the API key only on health, metrics and stats; the
-/// settings, plugins and account endpoints for admins only; anonymous
-/// callers only on the login endpoint.
+/// settings, plugins, account and support endpoints for admins only;
+/// anonymous callers only on the login endpoint.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OnPremAuthorizer;
 
@@ -153,7 +153,9 @@ pub fn apikey_path(path: &str) -> bool {
 
 /// Paths only admins may reach.
 pub fn admin_path(path: &str) -> bool {
-    ["/v1/settings", "/v1/plugins", "/v1/account"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    ["/v1/settings", "/v1/plugins", "/v1/account", "/v1/support"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
 impl AuthorizationPolicy for OnPremAuthorizer {
@@ -223,6 +225,8 @@ mod tests {
             AuthVerdict::Deny { status: 403, .. }
         ));
         assert_eq!(a.authorize(&admin, &request("/v1/settings/application")), AuthVerdict::Allow);
+        assert!(matches!(a.authorize(&user, &request("/v1/support")), AuthVerdict::Deny { status: 403, .. }));
+        assert_eq!(a.authorize(&admin, &request("/v1/support")), AuthVerdict::Allow);
         assert_eq!(a.authorize(&user, &request("/v1/messages")), AuthVerdict::Allow);
         assert!(matches!(
             a.authorize(&Principal::Anonymous, &request("/v1/messages")),

@@ -427,14 +427,15 @@ async fn case_shard_lease(store: &Store, _: &DbConfig) {
     let row = shard_row(store, 0).await;
     assert_eq!((row.owner.as_str(), row.owner_instance.as_str(), row.epoch), ("core-b", "", 2));
     assert!(!store.renew_shard(0, epoch, "a-1", LONG).await.unwrap(), "the old holder's renew fails");
-    assert!(!store.release_shard(0, epoch, "a-1").await.unwrap(), "and so does its release");
+    assert!(!store.release_shard(0, epoch, "a-1", Duration::ZERO).await.unwrap(), "and so does its release");
     assert!(!store.claim_shard(0, epoch, "core-a", "a-1", LONG).await.unwrap(), "and its reclaim");
 
     assert!(store.claim_shard(0, 2, "core-b", "b-1", LONG).await.unwrap(), "the new owner claims");
-    assert!(store.release_shard(0, 2, "b-1").await.unwrap(), "the owner releases");
+    assert!(store.release_shard(0, 2, "b-1", LONG).await.unwrap(), "the owner releases");
     let map = store.shard_map().await.unwrap();
     let row = &map.rows[0];
     assert!(row.owner.is_empty() && row.owner_instance.is_empty(), "a released shard is free: {row:?}");
+    assert!(row.not_before > map.now, "but claimable only once the upstream dropped the session: {row:?}");
     assert!(!row.lease_live(map.now));
     assert!(!store.renew_shard(0, 2, "b-1", LONG).await.unwrap(), "a released lease is not renewed");
     let untouched = &map.rows[1];
@@ -628,6 +629,15 @@ async fn case_users_and_tokens(store: &Store, _: &DbConfig) {
     assert_eq!(store.token_user("live-token-hash").await.unwrap(), Some(changed), "an unexpired token");
     assert_eq!(store.token_user("old-token-hash").await.unwrap(), None, "an expired token");
     assert_eq!(store.token_user("unknown-hash").await.unwrap(), None, "an unknown token");
+
+    // A logout revokes one token; a password change revokes all of the user's.
+    store.insert_token("second-token-hash", "admin", now + week).await.unwrap();
+    assert!(store.revoke_token("live-token-hash").await.unwrap());
+    assert!(!store.revoke_token("live-token-hash").await.unwrap(), "revoked once");
+    assert_eq!(store.token_user("live-token-hash").await.unwrap(), None, "a revoked token");
+    assert!(store.token_user("second-token-hash").await.unwrap().is_some(), "logout spares the others");
+    assert_eq!(store.set_password("admin", "$argon2id$v=19$third").await.unwrap(), 2, "both remaining tokens");
+    assert_eq!(store.token_user("second-token-hash").await.unwrap(), None, "a token from before the change");
 }
 
 async fn case_plugins(store: &Store, _: &DbConfig) {

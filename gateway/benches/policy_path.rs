@@ -22,8 +22,11 @@
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
+use bench_report::{criterion_dir, criterion_medians, median, provenance, Machine, Section};
 use criterion::Criterion;
 use futures::future::join_all;
+use shardgate_core::control::ControlClient;
+use shardgate_core::control_auth::ClusterSecret;
 use shardgate_core::policy::{
     AuthRequest, AuthorizationPolicy, HashRouter, OnPremAuthorizer, Principal, RouteRequest, RoutingPolicy, UserRole,
 };
@@ -33,7 +36,7 @@ use shardgate_gateway::{router, AppState};
 use shardgate_plugins::{HostConfig, PluginHost};
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -70,6 +73,7 @@ fn main() {
         .measurement_time(Duration::from_secs(5))
         .configure_from_args();
     let started = SystemTime::now();
+    let machine = Machine::probe();
     let host = PluginHost::new(HostConfig::default()).expect("the plugin host starts");
 
     policy_path(&mut c, &host);
@@ -92,7 +96,7 @@ fn main() {
         assert_eq!(info.fallbacks, 0, "a benchmarked call fell back: {info:?}");
     }
     if std::env::args().any(|a| a == "--bench") {
-        match medians(&output, started) {
+        match criterion_medians(&output, CASES.map(|(id, _, _)| id), started) {
             Some(medians) => {
                 let paired = [1, IN_FLIGHT].map(|in_flight| runtime.block_on(paired_rounds(&host, in_flight)));
                 for p in &paired {
@@ -103,7 +107,7 @@ fn main() {
                 }
                 let cold = cold_policy_path(&host);
                 eprintln!("cold policy path: plugin {:.0} ns, native {:.0} ns", cold.0, cold.1);
-                write_section(&medians, &paired, cold);
+                section(&machine, &medians, &paired, cold).write();
             }
             None => eprintln!("not every case ran (a filter?): BENCHMARKS.md left as it is"),
         }
@@ -128,8 +132,8 @@ fn cold_policy_path(host: &PluginHost) -> (f64, f64) {
             samples[variant].push(started.elapsed().as_nanos() as f64);
         }
     }
-    let [plugin, native] = samples;
-    (median(plugin), median(native))
+    let [plugin, native] = samples.map(|s| median(s).expect("samples"));
+    (plugin, native)
 }
 
 /// Requests/s of the two variants measured in alternating rounds, with a control.
@@ -180,13 +184,8 @@ async fn paired_rounds(host: &PluginHost, in_flight: usize) -> Paired {
     let [plugin, native, control] = rates;
     let ratio = plugin.iter().zip(&native).map(|(p, q)| p / q).collect();
     let control = control.iter().zip(&native).map(|(c, q)| c / q).collect();
-    Paired { in_flight, plugin: median(plugin), native: median(native), ratio: median(ratio), control: median(control) }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    (values[(n - 1) / 2] + values[n / 2]) / 2.0
+    let [plugin, native, ratio, control] = [plugin, native, ratio, control].map(|v| median(v).expect("rounds"));
+    Paired { in_flight, plugin, native, ratio, control }
 }
 
 /// An authorization and a routing policy.
@@ -243,7 +242,7 @@ async fn webapp(host: &PluginHost, native: bool) -> (Router, String, TempDb) {
     let token = auth::new_token();
     let expires = store.now_ms().await.unwrap() + 86_400_000;
     store.insert_token(&auth::token_hash(&token), "ana", expires).await.unwrap();
-    let mut state = AppState::new(store, None, "bench", host.clone());
+    let mut state = AppState::new(store, ControlClient::new(&ClusterSecret::generate()), None, "bench", host.clone());
     if native {
         state = state.with_policies(Arc::new(HashRouter), Arc::new(OnPremAuthorizer));
     }
@@ -263,41 +262,13 @@ async fn post_message(app: &Router, token: &str, n: u64) {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-fn criterion_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
-        .join("criterion")
-}
-
-/// The median of every case, in ns per iteration, if all were measured by this run.
-fn medians(output: &Path, started: SystemTime) -> Option<Vec<f64>> {
-    CASES
-        .iter()
-        .map(|(id, _, _)| {
-            // Criterion names the folder after the id with `/` made `_`.
-            let path = output.join(id.replace('/', "_")).join("new/estimates.json");
-            let fresh = std::fs::metadata(&path).and_then(|m| m.modified()).ok()? >= started;
-            let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-            fresh.then(|| estimates["median"]["point_estimate"].as_f64()).flatten()
-        })
-        .collect()
-}
-
-fn write_section(medians: &[f64], paired: &[Paired], cold: (f64, f64)) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("{}: not found; figures not written", path.display());
-        return;
-    };
-    let (begin, end) = ("<!-- gateway-policies:begin -->", "<!-- gateway-policies:end -->");
+/// The `gateway-policies` section of BENCHMARKS.md.
+fn section(machine: &Machine, medians: &[f64], paired: &[Paired], cold: (f64, f64)) -> Section {
     let requests_per_s = |case: usize| CASES[case].1 as f64 * 1e9 / medians[case];
-    let mut section = String::new();
-    let _ = writeln!(section, "{begin}\n## Gateway policies: plugins against native rules\n");
-    let _ = writeln!(
-        section,
-        "_Generated by `gateway/benches/policy_path.rs`; everything between the `gateway-policies` markers is \
-         overwritten by the next run._\n"
+    let mut section = Section::new(
+        "gateway-policies",
+        "Gateway policies: plugins against native rules",
+        "gateway/benches/policy_path.rs",
     );
     let _ = writeln!(
         section,
@@ -319,13 +290,11 @@ fn write_section(medians: &[f64], paired: &[Paired], cold: (f64, f64)) {
          differ by that much, so a loss of that size is noise.\n",
         2 * REQUESTS_PER_ROUND
     );
-    let _ = writeln!(section, "**Command**: `cargo bench -p shardgate-gateway --bench policy_path`  ");
-    let _ = writeln!(section, "**Date**: {}  ", command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
-    let _ = writeln!(section, "**Machine**: {}  ", machine());
+    let toolchain = "profile `bench`; plugin host with `HostConfig::default()`";
     let _ = writeln!(
         section,
-        "**Toolchain**: {}; profile `bench`; plugin host with `HostConfig::default()`\n",
-        command_line("rustc", &["--version"])
+        "{}\n",
+        provenance("cargo bench -p shardgate-gateway --bench policy_path", machine, toolchain, &[])
     );
     let _ = writeln!(section, "| Case | What | Median | Requests/s |\n|---|---|---|---|");
     for (case, ((id, requests, what), median)) in CASES.iter().zip(medians).enumerate() {
@@ -383,43 +352,5 @@ fn write_section(medians: &[f64], paired: &[Paired], cold: (f64, f64)) {
     let met = paired.iter().all(|p| 1.0 - p.ratio < 0.05);
     let met = if met { "**met**" } else { "**NOT met**" };
     let _ = writeln!(section, "\nTarget: throughput loss with plugins under 5% against native (paired rounds): {met}.");
-    let _ = write!(section, "{end}");
-
-    let text = match (text.find(begin), text.find(end)) {
-        (Some(b), Some(e)) if b < e => format!("{}{section}{}", &text[..b], &text[e + end.len()..]),
-        _ => format!("{}\n\n{section}\n", text.trim_end()),
-    };
-    match std::fs::write(&path, text) {
-        Ok(()) => eprintln!("wrote the gateway-policies section of {}", path.display()),
-        Err(e) => eprintln!("{}: {e}", path.display()),
-    }
-}
-
-/// CPUs, CPU model, RAM, kernel and load, as the figures depend on them.
-fn machine() -> String {
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
-        .unwrap_or_else(|| "unknown CPU".into());
-    let ram = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or_else(|| "unknown".into(), |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0));
-    let load = read("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-    format!(
-        "{} CPUs (`nproc`), {cpu}, {ram} RAM, Linux {}; load average (1, 5, 15 min) {load} at the end (a shared \
-         machine)",
-        command_line("nproc", &[]),
-        read("/proc/sys/kernel/osrelease").trim()
-    )
-}
-
-fn command_line(program: &str, args: &[&str]) -> String {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "?".into())
+    section
 }

@@ -4,7 +4,9 @@ use crate::api;
 use crate::auth;
 use crate::error;
 use crate::extract::JSON_BODY_LIMIT;
+use crate::login_limits::{LoginLimits, LoginThrottle};
 use crate::metrics::GatewayMetrics;
+use crate::request_head;
 use crate::routing::ShardRouter;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
@@ -36,14 +38,21 @@ pub struct AppState {
     pub plugins: PluginHost,
     /// The registry behind `GET /metrics`.
     pub metrics: GatewayMetrics,
+    /// The login budgets of client addresses and user names.
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 impl AppState {
-    /// State for a webapp `node_id` over `store`, whose authorization and
-    /// routing are the running plugins of `plugins` (the handles follow every
-    /// load, reset and unload).
-    pub fn new(store: Store, api_key: Option<String>, node_id: impl Into<Arc<str>>, plugins: PluginHost) -> AppState {
-        let control = ControlClient::new();
+    /// State for a webapp `node_id` over `store`, calling the nodes through
+    /// `control`, whose authorization and routing are the running plugins of
+    /// `plugins` (the handles follow every load, reset and unload).
+    pub fn new(
+        store: Store,
+        control: ControlClient,
+        api_key: Option<String>,
+        node_id: impl Into<Arc<str>>,
+        plugins: PluginHost,
+    ) -> AppState {
         AppState {
             shards: ShardRouter::new(store.clone(), control.clone(), plugins.router()),
             authorizer: plugins.authorizer(),
@@ -53,7 +62,13 @@ impl AppState {
             control,
             plugins,
             metrics: GatewayMetrics::new(),
+            login_throttle: Arc::new(LoginThrottle::new(&LoginLimits::default())),
         }
+    }
+
+    /// The same state with the login budgets `limits` instead of the defaults.
+    pub fn with_login_limits(self, limits: &LoginLimits) -> AppState {
+        AppState { login_throttle: Arc::new(LoginThrottle::new(limits)), ..self }
     }
 
     /// The same state answering with `router` and `authorizer` instead of the
@@ -64,19 +79,23 @@ impl AppState {
     }
 }
 
-/// The REST API. axum routes first, then a request passes, outermost first:
+/// The REST API. axum routes first (an unknown path gets the on-prem 404),
+/// then a request passes, outermost first:
 /// 1. tracing;
-/// 2. the on-prem error format for anything axum answers by itself (404, 405);
-/// 3. the body-size limit (enforced as the body is read; 64 KiB, but 16 MiB
+/// 2. the request-head limits (URI 414, headers 431, in the on-prem format);
+/// 3. the on-prem error format for anything axum answers by itself (405);
+/// 4. the body-size limit (enforced as the body is read; 64 KiB, but 16 MiB
 ///    for a plugin upload);
-/// 4. authentication: the credentials become a caller, bad ones a 401;
-/// 5. authorization: the authorizer plugin's verdict on that caller and request
+/// 5. authentication: the credentials become a caller, bad ones a 401;
+/// 6. authorization: the authorizer plugin's verdict on that caller and request
 ///    (both on every route but login; a wrong method is refused after them);
-/// 6. the endpoint's handler; `POST /v1/messages` asks the router plugin for
+/// 7. the endpoint's handler; `POST /v1/messages` asks the router plugin for
 ///    the shard, stores the message in its outbox and wakes the shard's owner.
+///    Login spends the budgets of `login_limits` before it hashes anything.
 pub fn router(state: AppState) -> Router {
     let authenticated = Router::new()
         .route("/v1/messages", post(api::messages::send))
+        .route("/v1/users/logout", post(api::logout::logout))
         .route("/v1/health", get(api::health::health))
         .route("/v1/support", get(api::support::support))
         .route("/metrics", get(api::metrics::metrics))
@@ -96,8 +115,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/users/login", post(api::login::login))
         .merge(authenticated)
+        .fallback(error::no_such_endpoint)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(middleware::from_fn(error::onprem_format_for_stray_errors))
+        .layer(middleware::from_fn(request_head::refuse_oversized_heads))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

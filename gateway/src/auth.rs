@@ -9,7 +9,8 @@
 //!    the on-prem client; handlers check nothing more.
 //!
 //! - Passwords are stored as argon2 PHC strings; hashing runs on the blocking
-//!   pool so that a login never stalls the API.
+//!   pool so that a login never stalls the API, one hash per core at most and
+//!   a bounded queue, so that a login flood cannot exhaust memory.
 //! - Tokens are 32 random bytes (base64url); the store keeps only their
 //!   SHA-256, so a database dump yields no usable token.
 
@@ -29,7 +30,9 @@ use sha2::{Digest, Sha256};
 use shardgate_core::policy::{AuthRequest, AuthVerdict, Principal, UserRole};
 use shardgate_core::store::users::UserRecord;
 use shardgate_core::store::Store;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, LazyLock};
+use tokio::sync::Semaphore;
 
 /// The user created at first start, as in the on-prem client.
 pub const DEFAULT_ADMIN: &str = "admin";
@@ -181,10 +184,7 @@ fn auth_request(request: &Request) -> AuthRequest {
             Some((name.as_str().to_string(), value.to_string()))
         })
         .collect();
-    let client_addr = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| UNKNOWN_CLIENT.to_string(), |ConnectInfo(peer)| peer.ip().to_canonical().to_string());
+    let client_addr = ClientAddr::of(request.extensions()).to_string();
     AuthRequest {
         method: request.method().as_str().to_string(),
         path: request.uri().path().to_string(),
@@ -223,6 +223,12 @@ async fn bearer_caller(store: &Store, token: &str) -> Result<Caller, ApiError> {
         ));
     }
     Ok(Caller::User { role: Role::from_stored(&user.role), username: user.username })
+}
+
+/// The token of an `Authorization: Bearer` header, if the request has one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let (scheme, token) = authorization(headers).ok()?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The user name and password of an `Authorization: Basic` header.
@@ -264,12 +270,11 @@ pub fn password_problems(password: &str) -> Vec<&'static str> {
     problems
 }
 
-/// The user whose name and password these are, if any. An unknown user costs
-/// the same hash verification as a known one, so that response times do not
-/// tell which user names exist.
-pub async fn check_password(store: &Store, username: &str, password: &str) -> Result<Option<UserRecord>, ApiError> {
+/// `user` if `password` is theirs. An unknown user (`None`) costs the same
+/// hash verification as a known one, so that response times do not tell
+/// which user names exist.
+pub async fn check_password(user: Option<UserRecord>, password: &str) -> Result<Option<UserRecord>, ApiError> {
     static UNKNOWN_USER_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    let user = store.user(username).await?;
     let stored_hash = match &user {
         Some(user) => user.password_hash.clone(),
         None => UNKNOWN_USER_HASH.get_or_try_init(|| async { hash_password(&new_token()).await }).await?.clone(),
@@ -278,28 +283,107 @@ pub async fn check_password(store: &Store, username: &str, password: &str) -> Re
     Ok(user.filter(|_| matches))
 }
 
+/// The IP address of the client as the server saw it (IPv4-mapped IPv6
+/// addresses as IPv4); `None` when the server was not started with connect
+/// info (in-process tests and benchmarks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl ClientAddr {
+    fn of(extensions: &axum::http::Extensions) -> ClientAddr {
+        ClientAddr(extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip().to_canonical()))
+    }
+}
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => write!(f, "{ip}"),
+            None => f.write_str(UNKNOWN_CLIENT),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr::of(&parts.extensions))
+    }
+}
+
+/// How many password hashes may wait for a hashing slot; past that a login
+/// is answered 429 at once instead of queueing without bound.
+pub const HASH_QUEUE: usize = 32;
+
+/// Password hashing is the one thing an unauthenticated caller can make the
+/// node do that costs real memory (argon2's default, 19 MiB per hash) and a
+/// core's worth of CPU. So at most one hash per core runs (on the blocking
+/// pool, off the async workers), at most [`HASH_QUEUE`] wait, and any more
+/// are refused at once: memory stays bounded whatever the flood.
+struct HashingSlots {
+    /// One permit per hash running.
+    running: Arc<Semaphore>,
+    /// One permit per hash running or waiting.
+    admitted: Arc<Semaphore>,
+}
+
+static HASHING: LazyLock<HashingSlots> = LazyLock::new(|| {
+    keep_large_blocks_out_of_arenas();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    HashingSlots { running: Arc::new(Semaphore::new(cores)), admitted: Arc::new(Semaphore::new(cores + HASH_QUEUE)) }
+});
+
+/// argon2 allocates its 19 MiB as one block per hash. glibc serves the
+/// second and later such blocks from the hashing thread's arena (its mmap
+/// threshold rises to the largest block freed) and keeps them resident after
+/// the hash: a login flood spread over the blocking pool's threads once left
+/// 360 MiB behind for good. A fixed threshold keeps every block of 1 MiB or
+/// more in its own mapping, which goes back to the OS when the hash ends.
+fn keep_large_blocks_out_of_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable of the allocator; it is thread-safe.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// Runs `hash` on the blocking pool once a hashing slot is free, or refuses
+/// with 429 when too many already wait. The slot is held by the blocking task
+/// itself, so a client that hangs up does not free it before the hash ends.
+async fn run_hash<T: Send + 'static>(hash: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    let admitted = HASHING.admitted.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(ErrorKind::TooManyRequests, "the node is busy checking passwords; retry in a few seconds")
+    })?;
+    let running = HASHING.running.clone().acquire_owned().await.map_err(ApiError::internal)?;
+    tokio::task::spawn_blocking(move || {
+        let _slots = (admitted, running);
+        hash()
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
 /// Hashes a password (argon2id, random salt) into a PHC string.
 pub async fn hash_password(password: &str) -> Result<String, ApiError> {
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || {
+    run_hash(move || {
         let mut salt = [0u8; 16];
         rand::rng().fill_bytes(&mut salt);
         let salt = SaltString::encode_b64(&salt).map_err(ApiError::internal)?;
         Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(ApiError::internal)
     })
-    .await
-    .map_err(ApiError::internal)?
+    .await?
 }
 
 /// Whether `password` matches a stored PHC hash.
 pub async fn verify_password(password: &str, stored_hash: &str) -> Result<bool, ApiError> {
     let (password, stored_hash) = (password.to_string(), stored_hash.to_string());
-    tokio::task::spawn_blocking(move || {
+    run_hash(move || {
         let parsed = PasswordHash::new(&stored_hash).map_err(ApiError::internal)?;
         Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
-    .await
-    .map_err(ApiError::internal)?
+    .await?
 }
 
 /// A fresh bearer token: 32 random bytes, base64url.

@@ -14,22 +14,25 @@
 //! | 1009 | Parameter value is not valid  | 400 | a refused value or type; a router's refusal; an unloadable plugin |
 //! | 1010 | Parameter is not required  | 400  | an unknown field (I6: nothing is silently ignored)   |
 //! | 1011 | Service not ready          | 503  | no shard count yet (no master ran); the plugin host had no room |
-//! | 1015 | Too many requests          | 429  | the authorizer's 429 (a rate-limiting plugin)        |
+//! | 1015 | Too many requests          | 429  | the authorizer's 429; login attempts over their budget; password checks queued full |
 //! | 1014 | Internal error             | 500  | a bug or an unexpected failure                       |
 //! | 1023 | Database error occurred    | 500  | the database refused or could not be reached         |
 //! | 1024 | Password change required   | 403  | the default password must be changed first           |
 //! | 1025 | Invalid request            | 400  | malformed JSON, wrong content type                   |
 //! | 1025 | Invalid request            | 405  | wrong method (the `Allow` header lists the right ones) |
 //! | 1025 | Invalid request            | 413  | body over the size limit                             |
+//! | 1025 | Invalid request            | 414  | request URI over the limit                           |
+//! | 1025 | Invalid request            | 431  | request headers over the limit                       |
 //!
-//! Handlers and extractors return [`ApiError`]. Whatever axum or a tower layer
-//! answers on its own (404 of an unknown route, 405, a stray rejection) is
-//! rewritten into the same format by [`onprem_format_for_stray_errors`], so no
-//! plain-text error ever leaves the node.
+//! Handlers and extractors return [`ApiError`]; an unknown route is answered
+//! by [`no_such_endpoint`]. Whatever axum or a tower layer answers on its own
+//! (405, a stray rejection) is rewritten into the same format by
+//! [`onprem_format_for_stray_errors`], and oversized request heads are refused
+//! in it by `request_head`, so no plain-text error ever leaves the node.
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -70,6 +73,10 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// 1025, 413: the body is over the size limit.
     PayloadTooLarge,
+    /// 1025, 414: the request URI is over the size limit.
+    UriTooLong,
+    /// 1025, 431: the request headers are over the size limit.
+    HeadersTooLarge,
 }
 
 impl ErrorKind {
@@ -88,7 +95,11 @@ impl ErrorKind {
             ErrorKind::Internal => 1014,
             ErrorKind::Database => 1023,
             ErrorKind::PasswordChangeRequired => 1024,
-            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed | ErrorKind::PayloadTooLarge => 1025,
+            ErrorKind::InvalidRequest
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::UriTooLong
+            | ErrorKind::HeadersTooLarge => 1025,
         }
     }
 
@@ -107,7 +118,11 @@ impl ErrorKind {
             ErrorKind::Internal => "Internal error",
             ErrorKind::Database => "Database error occurred",
             ErrorKind::PasswordChangeRequired => "Password change required",
-            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed | ErrorKind::PayloadTooLarge => "Invalid request",
+            ErrorKind::InvalidRequest
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::UriTooLong
+            | ErrorKind::HeadersTooLarge => "Invalid request",
         }
     }
 
@@ -125,6 +140,8 @@ impl ErrorKind {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::ServiceNotReady => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal | ErrorKind::Database => StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,6 +156,8 @@ impl ErrorKind {
             StatusCode::NOT_FOUND => ErrorKind::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => ErrorKind::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::PayloadTooLarge,
+            StatusCode::URI_TOO_LONG => ErrorKind::UriTooLong,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ErrorKind::HeadersTooLarge,
             StatusCode::CONFLICT => ErrorKind::Conflict,
             StatusCode::SERVICE_UNAVAILABLE => ErrorKind::ServiceNotReady,
             StatusCode::TOO_MANY_REQUESTS => ErrorKind::TooManyRequests,
@@ -216,6 +235,11 @@ impl From<StoreError> for ApiError {
             "the database failed or could not be reached; nothing was changed, retry later",
         )
     }
+}
+
+/// The fallback of the router: no endpoint has this path (404).
+pub async fn no_such_endpoint(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(ErrorKind::NotFound, format!("there is no endpoint {method} {}", uri.path()))
 }
 
 /// Tower middleware: rewrites any error response that is not already JSON

@@ -8,6 +8,8 @@
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`cluster_view`]: the fan-out to every node's control API (health, support).
 //! - [`extract`]: the JSON body extractor that turns bad bodies into on-prem errors.
+//! - [`request_head`]: the URI and header size limits, refused in the on-prem format.
+//! - [`login_limits`]: the login budgets per client address and per user name.
 //! - [`error`]: the one error type, in the on-prem format, with the code table.
 //!
 //! The webapp holds no cluster state of its own: messages go durably into the
@@ -26,13 +28,17 @@ pub mod auth;
 pub mod cluster_view;
 pub mod error;
 pub mod extract;
+pub mod login_limits;
 pub mod metrics;
+pub mod request_head;
 pub mod routing;
 
 pub use app::{router, AppState};
 
 use anyhow::Context;
 use serde_json::json;
+use shardgate_core::control::ControlClient;
+use shardgate_core::http_server::{self, ConnectionLimits};
 use shardgate_core::node::{wait_for_schema, NodeIdentity};
 use shardgate_core::store::Store;
 use shardgate_plugins::{HostConfig, PluginHost};
@@ -57,6 +63,15 @@ pub struct WebappConfig {
     /// Node id (defaults to the API address, host:port).
     #[arg(long, env = "SHARDGATE_NODE_ID")]
     pub node_id: Option<String>,
+    /// The cluster secret its wake-ups and status calls carry.
+    #[command(flatten)]
+    pub cluster: shardgate_core::control_auth::ClusterSecretArgs,
+    /// Connection cap and timeouts of the REST port.
+    #[command(flatten)]
+    pub connections: ConnectionLimits,
+    /// Login attempt budgets per client address and per user name.
+    #[command(flatten)]
+    pub login: login_limits::LoginLimits,
 }
 
 /// Runs a webapp until ctrl-c or SIGTERM, with a plugin host of its own
@@ -71,6 +86,7 @@ pub async fn run(config: WebappConfig) -> anyhow::Result<()> {
 /// plugins stored in the database is the caller's job.
 pub async fn run_with(config: WebappConfig, plugins: PluginHost) -> anyhow::Result<()> {
     shardgate_core::config::log_ignored_official_env();
+    let secret = config.cluster.require().map_err(anyhow::Error::msg)?;
     let store = Store::connect(&config.db).await.context("cannot connect to the database")?;
     wait_for_schema(&store, "webapp").await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -83,7 +99,9 @@ pub async fn run_with(config: WebappConfig, plugins: PluginHost) -> anyhow::Resu
     auth::ensure_default_admin(&store).await.context("cannot create the default admin")?;
     tokio::spawn(write_liveness(store.clone(), identity.clone()));
 
-    let app = router(AppState::new(store, config.api_key, identity.node_id.as_str(), plugins));
+    let control = ControlClient::new(&secret);
+    let state = AppState::new(store, control, config.api_key, identity.node_id.as_str(), plugins);
+    let app = router(state.with_login_limits(&config.login));
     tracing::info!(node_id = %identity.node_id, "webapp serving the REST API on {api_addr}");
     shardgate_core::ready::announce(&json!({
         "role": "webapp",
@@ -91,9 +109,9 @@ pub async fn run_with(config: WebappConfig, plugins: PluginHost) -> anyhow::Resu
         "api_addr": api_addr.to_string(),
         "pid": std::process::id(),
     }));
-    // The peer address is what the authorizer sees as the client's address.
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+    // The server gives every request its peer address (`ConnectInfo`): what
+    // the authorizer and the login budgets see as the client's address.
+    http_server::serve_until(listener, app, config.connections, shutdown_signal())
         .await
         .context("the REST API server failed")?;
     tracing::info!(node_id = %identity.node_id, "webapp stopped");

@@ -5,7 +5,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shardgate_core::cluster::Settings;
 use shardgate_core::config::{DbConfig, DbEngine};
-use shardgate_core::control::{HeldShard, NodeStatus, Wake};
+use shardgate_core::control::{ControlClient, HeldShard, NodeStatus, Wake};
+use shardgate_core::control_auth::{require_cluster_secret, ClusterSecret, ClusterSecretArgs, ControlGuard};
 use shardgate_core::routing::default_shard;
 use shardgate_core::store::nodes::NodeRecord;
 use shardgate_core::store::users::UserRecord;
@@ -45,7 +46,7 @@ impl Webapp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let plugins = PluginHost::new(HostConfig::default()).unwrap();
-        let app = router(AppState::new(store.clone(), Some(API_KEY.into()), "webapp-test", plugins));
+        let app = router(AppState::new(store.clone(), test_control(), Some(API_KEY.into()), "webapp-test", plugins));
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -108,17 +109,31 @@ fn text_message(to: &str, body: &str) -> Value {
     json!({"to": to, "type": "text", "recipient_type": "individual", "text": {"body": body}})
 }
 
-/// A node's control API that reports `status` and records the wakes it gets.
+/// The cluster secret of the test webapp and of the fake control APIs.
+fn test_secret() -> ClusterSecret {
+    ClusterSecret::new("gateway-tests-cluster-secret").unwrap()
+}
+
+/// The webapp's control client, carrying [`test_secret`].
+fn test_control() -> ControlClient {
+    ControlClient::new(&test_secret())
+}
+
+/// A node's control API that reports `status` and records the wakes it gets;
+/// like a real node's, it answers only calls that carry the cluster secret.
 async fn fake_control_api(status: NodeStatus) -> (String, Arc<Mutex<Vec<u32>>>) {
     use axum::routing::{get, post};
     let wakes = Arc::new(Mutex::new(Vec::new()));
     let recorded = wakes.clone();
-    let app = axum::Router::new().route("/control/status", get(move || async move { axum::Json(status) })).route(
-        "/control/wake",
-        post(move |axum::Json(wake): axum::Json<Wake>| async move {
-            recorded.lock().unwrap().push(wake.shard);
-        }),
-    );
+    let app = axum::Router::new()
+        .route("/control/status", get(move || async move { axum::Json(status) }))
+        .route(
+            "/control/wake",
+            post(move |axum::Json(wake): axum::Json<Wake>| async move {
+                recorded.lock().unwrap().push(wake.shard);
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(ControlGuard::new(test_secret()), require_cluster_secret));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -140,7 +155,7 @@ fn coreapp_status(node_id: &str) -> NodeStatus {
         gateway_status: "connected".into(),
         version: "9.9.9".into(),
         pid: 4242,
-        shards: vec![HeldShard { shard: 1, epoch: 3, session_open: true }],
+        shards: vec![HeldShard { shard: 1, epoch: 3, session_open: true, session_down_ms: 0, frames_skipped: 0 }],
         master_epoch: None,
         settings_version: 7,
         uptime_s: 12.5,
@@ -520,6 +535,31 @@ async fn refused_unhealthy_interval_returns_the_reason_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn the_api_can_raise_the_upstream_session_timeout_but_never_lower_it() {
+    let webapp = Webapp::start().await;
+    let token = webapp.admin_token().await;
+    let settings = |method: Method, body: Value| {
+        webapp.request(method, "/v1/settings/application").bearer_auth(&token).json(&body).send()
+    };
+    // Lowering below the default in force (10 s), even with intervals that would fit it.
+    let lower = json!({"upstream_session_timeout": 0.01, "heartbeat_interval": 0.05, "unhealthy_interval": 0.2});
+    let (status, code, details) = onprem_error(settings(Method::PATCH, lower).await.unwrap()).await;
+    assert_eq!((status, code), (StatusCode::BAD_REQUEST, 1009));
+    assert!(details.starts_with("upstream_session_timeout") && details.contains("only be raised"), "{details}");
+    assert_eq!(webapp.store.settings_version().await.unwrap(), 0, "nothing was written");
+
+    let raised = settings(Method::PATCH, json!({"upstream_session_timeout": 12, "unhealthy_interval": 40})).await;
+    assert_eq!(raised.unwrap().status(), StatusCode::OK);
+    let back = settings(Method::PATCH, json!({"upstream_session_timeout": 11})).await.unwrap();
+    assert_eq!(onprem_error(back).await.1, 1009, "not even back to a value that was once in force");
+
+    let reset: Value = settings(Method::DELETE, json!({})).await.unwrap().json().await.unwrap();
+    let application = &reset["settings"]["application"];
+    assert_eq!(application["upstream_session_timeout"], 12.0, "a reset keeps the network's value: {reset}");
+    assert_eq!(application["unhealthy_interval"], 30.0, "and resets the rest");
+}
+
+#[tokio::test]
 async fn unreadable_stored_settings_are_reported_and_delete_repairs_them() {
     let webapp = Webapp::start().await;
     let token = webapp.admin_token().await;
@@ -603,7 +643,10 @@ async fn support_reports_each_node_as_it_answers_and_a_down_node_as_unreachable(
     let live = node("core-a");
     assert_eq!(live["reachable"], true);
     assert_eq!(live["address"], live_addr.as_str());
-    assert_eq!(live["shards"], json!([{"shard": 1, "epoch": 3, "session_open": true}]));
+    assert_eq!(
+        live["shards"],
+        json!([{"shard": 1, "epoch": 3, "session_open": true, "session_down_ms": 0, "frames_skipped": 0}])
+    );
     assert_eq!((live["version"].as_str(), live["pid"].as_i64()), (Some("9.9.9"), Some(4242)));
     assert_eq!(live["settings_version"], 7);
     let dead = node("master-b");
@@ -651,6 +694,9 @@ async fn webapp_on_port_0_registers_its_actual_address_and_serves_there() {
         listen: "127.0.0.1:0".parse().unwrap(),
         api_key: None,
         node_id: Some("webapp-started".into()),
+        cluster: ClusterSecretArgs { cluster_secret: Some(test_secret().expose().to_string()) },
+        connections: Default::default(),
+        login: Default::default(),
     };
     let running = tokio::spawn(shardgate_gateway::run(config));
     let mut api_addr = None;

@@ -6,6 +6,8 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use shardgate_core::control::ControlClient;
+use shardgate_core::control_auth::ClusterSecret;
 use shardgate_core::policy::{AuthorizationPolicy, OnPremAuthorizer, Route, RouteRequest, RoutingPolicy};
 use shardgate_core::routing::default_shard;
 use shardgate_core::store::Store;
@@ -52,6 +54,11 @@ impl Drop for Webapp {
     }
 }
 
+/// The webapp's control client (no node of these tests has a control API).
+fn test_control() -> ControlClient {
+    ControlClient::new(&ClusterSecret::generate())
+}
+
 impl Webapp {
     async fn start() -> Webapp {
         Webapp::start_with(|state| state).await
@@ -64,7 +71,8 @@ impl Webapp {
         let store = sqlite_cluster_store(&dir, SHARDS).await.unwrap();
         auth::create_user(&store, "root", PASSWORD, Role::Admin).await.unwrap();
         let plugins = PluginHost::new(HostConfig::default()).unwrap();
-        let state = adjust(AppState::new(store.clone(), Some(API_KEY.into()), "webapp-test", plugins.clone()));
+        let state =
+            adjust(AppState::new(store.clone(), test_control(), Some(API_KEY.into()), "webapp-test", plugins.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();

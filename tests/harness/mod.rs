@@ -10,11 +10,13 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod load;
+pub mod netns;
 pub mod proxy;
 
 use serde_json::{json, Value};
 use shardgate::supervisor::{start_node, LogSink, NodeProcess, NodeSpec};
 use shardgate_core::config::DbEngine;
+use shardgate_core::control_auth::{ClusterSecret, SECRET_ENV};
 use shardgate_core::store::shard_map::ShardRow;
 use shardgate_core::store::Store;
 use shardgate_core::testing::TestDatabase;
@@ -42,6 +44,11 @@ pub struct ClusterSpec {
     pub session_timeout: f64,
     /// Put a fault-injecting proxy between the nodes and the database server.
     pub db_proxy: bool,
+    /// Run `coreapp-1` in a network namespace of the test's own (see
+    /// [`netns`]), started alone first so that it holds every shard.
+    pub netns_coreapp: bool,
+    /// Extra environment of every node but the sim.
+    pub node_env: Vec<(String, String)>,
 }
 
 impl ClusterSpec {
@@ -56,6 +63,8 @@ impl ClusterSpec {
             unhealthy_interval: 1.0,
             session_timeout: 0.3,
             db_proxy: false,
+            netns_coreapp: false,
+            node_env: Vec::new(),
         }
     }
 }
@@ -84,8 +93,12 @@ pub struct Cluster {
     pub store: Store,
     /// The proxy in front of the database, when asked for.
     pub proxy: Option<proxy::FaultProxy>,
+    /// The namespace of `coreapp-1`, when asked for; dropped after the nodes.
+    pub netns: Option<netns::NetNs>,
     /// Logs of every node.
     pub dir: PathBuf,
+    /// The control-plane secret every node of this cluster was given.
+    pub cluster_secret: String,
     /// Flags that point a node at the cluster's database.
     db_args: Vec<String>,
     db: TestDatabase,
@@ -117,6 +130,7 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
     let db = TestDatabase::create(spec.engine).await?;
     let dir = std::env::temp_dir().join(format!("shardgate-cluster-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("cluster dir");
+    let netns = spec.netns_coreapp.then(netns::NetNs::create);
     let mut db_args = db.cli_args();
     let proxy = if spec.db_proxy {
         let upstream_port = match spec.engine {
@@ -133,10 +147,12 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
     // The harness itself reads the database directly, never through the proxy.
     let store = Store::connect(&db.config).await.expect("harness store");
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_shardgate"));
+    let cluster_secret = ClusterSecret::generate().expose().to_string();
+    let spec_ref = &spec;
     let node = |name: &str, args: Vec<String>| {
-        let spec = NodeSpec { name: name.to_string(), args, env: Vec::new() };
+        let spec = NodeSpec { name: name.to_string(), args, env: secret_env(&cluster_secret) };
         let sink = LogSink { file: dir.join(format!("{name}.log")), echo: false };
-        let exe = exe.clone();
+        let (exe, spec) = netns::place(&exe, spec, spec_ref, netns.as_ref());
         async move { start_node(&exe, &spec, &sink, Duration::from_secs(60)).await.expect("node starts") }
     };
     let s = |v: &str| v.to_string();
@@ -145,7 +161,7 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
         vec![
             s("upstream-sim"),
             s("--listen"),
-            s("127.0.0.1:0"),
+            netns::sim_listen(netns.as_ref()),
             s("--http-listen"),
             s("127.0.0.1:0"),
             s("--session-timeout"),
@@ -174,11 +190,20 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
     }
     let mut coreapps = Vec::new();
     for i in 1..=spec.coreapps {
-        let mut args =
-            vec![s("coreapp"), s("--node-id"), format!("coreapp-{i}"), s("--control-listen"), s("127.0.0.1:0")];
+        let name = format!("coreapp-{i}");
+        let control = netns::control_listen(&name, netns.as_ref());
+        let mut args = vec![s("coreapp"), s("--node-id"), name.clone(), s("--control-listen"), control];
         args.extend(db_args.clone());
-        args.extend([s("--upstream"), sim.ready_str("session_addr")]);
-        coreapps.push(node(&format!("coreapp-{i}"), args).await);
+        args.extend([
+            s("--upstream"),
+            sim.ready_str("session_addr"),
+            s("--upstream-session-timeout"),
+            spec.session_timeout.to_string(),
+        ]);
+        coreapps.push(node(&name, args).await);
+        if netns.is_some() && name == netns::NETNS_COREAPP {
+            netns::wait_netns_coreapp_primary(&store, spec.shards).await;
+        }
     }
     let mut args = vec![s("webapp"), s("--node-id"), s("webapp-1"), s("--listen"), s("127.0.0.1:0")];
     args.extend(db_args.clone());
@@ -199,13 +224,20 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
         http,
         store,
         proxy,
+        netns,
         dir,
+        cluster_secret,
         db_args,
         db,
         _lock: lock,
     };
     cluster.wait_all_shards_served(Duration::from_secs(30)).await;
     Some(cluster)
+}
+
+/// The environment that gives a node the cluster's control-plane secret.
+pub fn secret_env(secret: &str) -> Vec<(String, String)> {
+    vec![(SECRET_ENV.to_string(), secret.to_string())]
 }
 
 /// Sets the admin password on first login and returns a bearer token.
@@ -273,12 +305,31 @@ impl Cluster {
             vec!["webapp".to_string(), "--node-id".into(), name.into(), "--listen".into(), "127.0.0.1:0".into()];
         args.extend(self.db_args.clone());
         args.extend_from_slice(extra);
-        let spec = NodeSpec { name: name.to_string(), args, env: Vec::new() };
+        let spec = NodeSpec { name: name.to_string(), args, env: secret_env(&self.cluster_secret) };
         let sink = LogSink { file: self.dir.join(format!("{name}.log")), echo: false };
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_shardgate"));
         let node = start_node(&exe, &spec, &sink, Duration::from_secs(60)).await.expect("webapp starts");
         let api = format!("http://{}", node.ready_str("api_addr"));
         (node, api)
+    }
+
+    /// Starts one more coreapp on the cluster's database whose control-plane
+    /// secret is `secret` (the cluster's, or a wrong one).
+    pub async fn start_coreapp_with_secret(&self, name: &str, secret: &str) -> NodeProcess {
+        let mut args = vec![
+            "coreapp".to_string(),
+            "--node-id".into(),
+            name.into(),
+            "--control-listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(self.db_args.clone());
+        args.extend(["--upstream".to_string(), self.sim.ready_str("session_addr")]);
+        let spec = NodeSpec { name: name.to_string(), args, env: secret_env(secret) };
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_shardgate"));
+        let (exe, spec) = netns::place(&exe, spec, &self.spec, None);
+        let sink = LogSink { file: self.dir.join(format!("{name}.log")), echo: false };
+        start_node(&exe, &spec, &sink, Duration::from_secs(60)).await.expect("coreapp starts")
     }
 
     /// The coreapp process named `node_id`.

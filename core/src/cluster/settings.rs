@@ -16,6 +16,8 @@ pub struct Settings {
     /// Seconds between a coreapp's database liveness writes; twice this without one is unhealthy.
     pub db_update_interval: f64,
     /// Seconds the upstream keeps a silent session open (its keepalive timeout).
+    /// A fact about the network, set at deployment (`SHARDGATE_UPSTREAM_SESSION_TIMEOUT`
+    /// on masters and coreapps): the API may raise it, never lower it.
     pub upstream_session_timeout: f64,
 }
 
@@ -73,9 +75,16 @@ pub struct Timing {
     /// upstream session: the lease TTL less the upstream session timeout (a
     /// paused holder's session lingers that long upstream) less a fence margin.
     pub session_usable: Duration,
-    /// Extra database-clock wait a master adds after a lease expiry before the
-    /// new owner may claim the shard.
+    /// Extra wait a master adds after a lease expiry, and anyone adds after the
+    /// upstream must have timed a session out, before a new session may open.
     pub promotion_margin: Duration,
+    /// How long the upstream keeps a silent session open.
+    pub upstream_session_timeout: Duration,
+    /// `TCP_USER_TIMEOUT` of upstream sockets: the kernel aborts a connection
+    /// whose sent data stays unacknowledged this long, even while the process
+    /// is paused, so no frame of ours can reach the upstream later than this
+    /// after we wrote it. Half the margin, so the margin covers it.
+    pub upstream_write_abort: Duration,
     /// TTL of the master lease.
     pub master_lease_ttl: Duration,
     /// How often the primary master renews its lease and runs its cycle.
@@ -98,7 +107,7 @@ fn secs(value: f64) -> Duration {
 impl Settings {
     /// Applies a patch, returning the validated result.
     pub fn patched(&self, patch: &SettingsPatch) -> Result<Settings, SettingsError> {
-        let next = self.merged_unchecked(patch);
+        let next = self.merged(patch);
         next.timing()?;
         Ok(next)
     }
@@ -166,6 +175,8 @@ impl Settings {
             renew_every,
             session_usable: shard_lease_ttl - session_timeout - fence_margin,
             promotion_margin: fence_margin,
+            upstream_session_timeout: session_timeout,
+            upstream_write_abort: fence_margin / 2,
             master_lease_ttl,
             master_renew_every: (master_lease_ttl / 4).min(heartbeat),
             db_update,
@@ -174,13 +185,42 @@ impl Settings {
         })
     }
 
+    /// Checks that going from `self` (in force) to `next` is allowed: besides
+    /// the rules [`Settings::timing`] checks, the upstream session timeout can
+    /// only be raised, because it describes the network rather than tunes it.
+    pub fn check_change(&self, next: &Settings) -> Result<Timing, SettingsError> {
+        if next.upstream_session_timeout < self.upstream_session_timeout {
+            return Err(SettingsError {
+                field: "upstream_session_timeout",
+                reason: format!(
+                    "can only be raised through the API ({} s is in force, {} s was asked): it is how long the \
+                     upstream keeps a silent session open, a fact about the network set at deployment with \
+                     SHARDGATE_UPSTREAM_SESSION_TIMEOUT; a value below the truth would let a new primary open \
+                     a second session while the old one lingers upstream (a conflict, and bans)",
+                    self.upstream_session_timeout, next.upstream_session_timeout
+                ),
+            });
+        }
+        next.timing()
+    }
+
+    /// These settings with the upstream session timeout raised to at least
+    /// `floor`, the value this node was deployed with.
+    pub fn with_session_timeout_floor(mut self, floor: Option<f64>) -> Settings {
+        if let Some(floor) = floor {
+            self.upstream_session_timeout = self.upstream_session_timeout.max(floor);
+        }
+        self
+    }
+
     /// Parses a stored document; fields it lacks take their defaults.
     pub fn from_stored(doc: &str) -> Result<Settings, serde_json::Error> {
         let patch: SettingsPatch = serde_json::from_str(doc)?;
-        Ok(Settings::default().merged_unchecked(&patch))
+        Ok(Settings::default().merged(&patch))
     }
 
-    fn merged_unchecked(&self, patch: &SettingsPatch) -> Settings {
+    /// These settings with the fields `patch` sets replaced, unchecked.
+    pub fn merged(&self, patch: &SettingsPatch) -> Settings {
         Settings {
             heartbeat_interval: patch.heartbeat_interval.unwrap_or(self.heartbeat_interval),
             unhealthy_interval: patch.unhealthy_interval.unwrap_or(self.unhealthy_interval),
@@ -218,9 +258,11 @@ mod tests {
         for s in [Settings::default(), fast()] {
             let t = s.timing().unwrap();
             let session_timeout = secs(s.upstream_session_timeout);
-            // Worst case: paused at the last usable instant; the upstream closes
-            // the session session_timeout later, which must precede expiry.
-            assert!(t.session_usable + session_timeout < t.shard_lease_ttl);
+            // Worst case: paused at the last usable instant with a frame still
+            // being retransmitted; the kernel gives up on it after the write
+            // abort, the upstream closes the session session_timeout after
+            // the frame arrived, and all of it precedes expiry.
+            assert!(t.session_usable + t.upstream_write_abort + session_timeout < t.shard_lease_ttl);
             assert!(t.session_usable >= t.renew_every * 2);
         }
     }
@@ -231,6 +273,28 @@ mod tests {
         assert_eq!(err.field, "unhealthy_interval");
         assert!(err.reason.contains("session_timeout"), "{}", err.reason);
         assert!(err.reason.contains("second session"), "{}", err.reason);
+    }
+
+    #[test]
+    fn the_upstream_session_timeout_can_be_raised_but_never_lowered() {
+        let current = fast();
+        let lower = Settings { upstream_session_timeout: 0.01, ..fast() };
+        let err = current.check_change(&lower).unwrap_err();
+        assert_eq!(err.field, "upstream_session_timeout");
+        assert!(err.reason.contains("only be raised"), "{}", err.reason);
+        let higher = Settings { upstream_session_timeout: 0.4, ..fast() };
+        assert!(current.check_change(&higher).is_ok());
+        assert_eq!(current.clone().with_session_timeout_floor(Some(0.5)).upstream_session_timeout, 0.5);
+        assert_eq!(current.with_session_timeout_floor(Some(0.1)).upstream_session_timeout, 0.3);
+    }
+
+    #[test]
+    fn frames_written_reach_the_upstream_within_the_margin() {
+        for s in [Settings::default(), fast()] {
+            let t = s.timing().unwrap();
+            assert!(t.upstream_write_abort < t.promotion_margin);
+            assert!(t.upstream_write_abort > Duration::ZERO);
+        }
     }
 
     #[test]

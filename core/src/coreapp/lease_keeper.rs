@@ -4,6 +4,7 @@
 //! successful renewal was *sent* (before any queueing in the pool), so a
 //! slow or paused database round trip can only shorten the grant.
 
+use super::quiet::UpstreamQuiet;
 use super::session::{LeaseGrant, SessionTarget};
 use super::shard_worker::{ShardWorker, WorkerSignals};
 use crate::cluster::live_settings::LiveSettings;
@@ -18,6 +19,9 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+/// Least time between two keeper passes that wake-ups trigger.
+pub const POKE_SPACING: Duration = Duration::from_millis(50);
 
 struct Held {
     epoch: i64,
@@ -43,13 +47,17 @@ impl KeeperHandle {
                 shard: *shard,
                 epoch: *epoch,
                 session_open: s.session_open.load(Ordering::Relaxed),
+                session_down_ms: u64::try_from(s.session_down_for().as_millis()).unwrap_or(u64::MAX),
+                frames_skipped: s.frames_skipped.load(Ordering::Relaxed),
             })
             .collect();
         shards.sort_by_key(|s| s.shard);
         shards
     }
 
-    /// New messages for `shard`: wake its worker, or check for a new assignment.
+    /// New messages for `shard`: wake its worker, or check for a new
+    /// assignment. Wake-ups coalesce, and the keeper looks at most once per
+    /// [`POKE_SPACING`], so a flood of them costs next to nothing.
     pub fn wake(&self, shard: u32) {
         match self.held.lock().expect("keeper state lock").get(&shard) {
             Some((_, signals)) => signals.wake.notify_one(),
@@ -72,9 +80,12 @@ pub struct LeaseKeeper {
     pub account: String,
     /// Shard count.
     pub shards: u32,
+    /// Longest inbound upstream frame.
+    pub max_frame_bytes: usize,
     /// Shared with the control API.
     pub handle: KeeperHandle,
     held: HashMap<u32, Held>,
+    quiet: UpstreamQuiet,
 }
 
 impl LeaseKeeper {
@@ -86,6 +97,7 @@ impl LeaseKeeper {
         upstream: String,
         account: String,
         shards: u32,
+        max_frame_bytes: usize,
     ) -> LeaseKeeper {
         LeaseKeeper {
             store,
@@ -94,8 +106,10 @@ impl LeaseKeeper {
             upstream,
             account,
             shards,
+            max_frame_bytes,
             handle: KeeperHandle::default(),
             held: HashMap::new(),
+            quiet: UpstreamQuiet::default(),
         }
     }
 
@@ -108,9 +122,12 @@ impl LeaseKeeper {
             if let Some(wait) = next_claim {
                 pause = pause.min(wait);
             }
+            let passed = Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
-                _ = self.handle.poke.notified() => {}
+                _ = self.handle.poke.notified() => {
+                    tokio::time::sleep_until(passed + POKE_SPACING).await;
+                }
             }
         }
     }
@@ -198,6 +215,9 @@ impl LeaseKeeper {
             },
             grant: grant_rx,
             signals: signals.clone(),
+            quiet: self.quiet.clone(),
+            settings: self.settings.clone(),
+            max_frame_bytes: self.max_frame_bytes,
         };
         let worker = tokio::spawn(worker.run());
         self.handle.held.lock().expect("keeper state lock").insert(shard, (epoch, signals.clone()));
@@ -215,13 +235,20 @@ impl LeaseKeeper {
         Some(held.epoch)
     }
 
-    /// Closes every session, then hands the shards back for immediate reassignment.
+    /// Closes every session, then hands the shards back for reassignment as
+    /// soon as the upstream has surely closed them: at once after a confirmed
+    /// `bye`, after the upstream's timeout otherwise. A session that did not
+    /// finish closing keeps its shard until the lease expires.
     pub async fn release_all(&mut self) {
         let shards: Vec<u32> = self.held.keys().copied().collect();
         for shard in shards {
             if let Some(epoch) = self.drop_shard(shard, "stopping").await {
-                match self.store.release_shard(shard, epoch, &self.identity.instance_id).await {
-                    Ok(true) => tracing::info!("released shard {shard} (epoch {epoch})"),
+                let Some(quiet) = self.quiet.remaining(shard) else {
+                    tracing::warn!("shard {shard} (epoch {epoch}) is not released: its session is still closing");
+                    continue;
+                };
+                match self.store.release_shard(shard, epoch, &self.identity.instance_id, quiet).await {
+                    Ok(true) => tracing::info!("released shard {shard} (epoch {epoch}), claimable in {quiet:?}"),
                     Ok(false) => {}
                     Err(e) => tracing::warn!("could not release shard {shard}: {e}"),
                 }

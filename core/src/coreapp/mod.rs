@@ -5,19 +5,25 @@
 //!
 //! - [`lease_keeper`]: claims and renews shard leases and grants their use.
 //! - [`session`]: the upstream session and the self-fence that closes it in time.
+//! - [`quiet`]: when a shard's next session may open, whatever ended the last.
+//! - [`frame_codec`]: upstream line framing that skips oversized or garbled frames.
 //! - [`shard_worker`]: drains one shard's outbox over its session.
 
+pub mod frame_codec;
 pub mod lease_keeper;
+pub mod quiet;
 pub mod session;
 pub mod shard_worker;
 
-use crate::cluster::live_settings::LiveSettings;
+use crate::cluster::live_settings::{raise_session_timeout, LiveSettings};
 use crate::config::{log_ignored_official_env, DbConfig};
 use crate::control::{NodeStatus, Wake};
+use crate::control_auth::{require_cluster_secret, ClusterSecretArgs, ControlGuard};
 use crate::node::{shutdown_signal, wait_for_schema, NodeArgs, NodeIdentity};
 use crate::store::Store;
 use anyhow::Context;
 use axum::extract::State;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lease_keeper::{KeeperHandle, LeaseKeeper};
@@ -34,9 +40,21 @@ pub struct CoreappConfig {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub node: NodeArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub cluster: ClusterSecretArgs,
     /// `host:port` of the upstream messaging network (the upstream-sim in development).
     #[arg(long, env = "SHARDGATE_UPSTREAM", default_value = "127.0.0.1:5222")]
     pub upstream: String,
+    /// Seconds the upstream keeps a silent session open, a fact about the network; the
+    /// cluster's `upstream_session_timeout` is raised to it and this node never uses less.
+    /// Unset: the cluster's value (seeded by the masters' own flag).
+    #[arg(long, env = "SHARDGATE_UPSTREAM_SESSION_TIMEOUT")]
+    pub upstream_session_timeout: Option<f64>,
+    /// Longest inbound upstream frame in bytes; a longer one is skipped and counted
+    /// (the session stays up).
+    #[arg(long, env = "SHARDGATE_UPSTREAM_MAX_FRAME_BYTES", default_value = "4194304")]
+    pub upstream_max_frame_bytes: usize,
 }
 
 struct CoreappNode {
@@ -49,7 +67,8 @@ struct CoreappNode {
 impl CoreappNode {
     fn status(&self) -> NodeStatus {
         let shards = self.keeper.held_shards();
-        let connected = shards.iter().any(|s| s.session_open);
+        // Connected: a primary whose every shard has its session open.
+        let connected = !shards.is_empty() && shards.iter().all(|s| s.session_open);
         NodeStatus {
             node_id: self.identity.node_id.clone(),
             instance_id: self.identity.instance_id.clone(),
@@ -68,6 +87,7 @@ impl CoreappNode {
 /// Runs a coreapp node until it is asked to stop.
 pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
     log_ignored_official_env();
+    let secret = config.cluster.require().map_err(anyhow::Error::msg)?;
     config.node.validate().map_err(anyhow::Error::msg)?;
     let store = Store::connect(&config.db).await.context("cannot open the database (WA_DB_*)")?;
     wait_for_schema(&store, "coreapp").await?;
@@ -77,13 +97,16 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
     let control_addr = config.node.advertised_control_addr(listener.local_addr()?).map_err(anyhow::Error::msg)?;
     let identity = NodeIdentity::new(config.node.node_id.clone(), &control_addr);
     store.register_node(&identity.record("coreapp", &control_addr)).await?;
-    let settings = LiveSettings::start(store.clone()).await?;
     let cluster = loop {
         if let Some(info) = store.cluster_info().await? {
             break info;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    if let Some(floor) = config.upstream_session_timeout {
+        raise_session_timeout(&store, floor).await?;
+    }
+    let settings = LiveSettings::start(store.clone(), config.upstream_session_timeout).await?;
     let mut keeper = LeaseKeeper::new(
         store.clone(),
         identity.clone(),
@@ -91,6 +114,7 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
         config.upstream.clone(),
         cluster.account,
         cluster.shards,
+        config.upstream_max_frame_bytes,
     );
     let node = Arc::new(CoreappNode {
         identity: identity.clone(),
@@ -106,8 +130,10 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
                 n.keeper.wake(wake.shard);
             }),
         )
-        .with_state(node);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        .with_state(node)
+        .layer(middleware::from_fn_with_state(ControlGuard::new(secret), require_cluster_secret));
+    let server =
+        tokio::spawn(crate::http_server::serve(listener, app, crate::http_server::ConnectionLimits::default()));
     identity.announce_control("coreapp", &control_addr);
     tracing::info!("coreapp {} is secondary; control on {control_addr}", identity.node_id);
     let liveness = tokio::spawn(write_liveness(store.clone(), identity.clone(), settings.clone()));

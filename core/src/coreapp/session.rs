@@ -6,14 +6,28 @@
 //! of the process is doing: a coreapp stuck on its database still stops
 //! talking upstream in time. After a SIGSTOP/SIGCONT the deadline check comes
 //! first (`biased`), so a resumed zombie never answers even one buffered ping.
+//!
+//! Every way a session ends goes through one exit of the I/O task, which
+//! leaves the shard's [`SessionSlot`] saying whether the upstream is known to
+//! have closed it (see [`super::quiet`]). Closes we start ourselves say `bye`
+//! and wait briefly for the upstream's EOF, the only proof a clean close has.
+//! An upstream that sends nothing (not even a ping) for `session_timeout` is
+//! treated as gone, so that a primary cut off from it is noticed.
 
+use super::frame_codec::{UpstreamLine, UpstreamLines};
+use super::quiet::SessionSlot;
 use crate::upstream::protocol::{ClientFrame, ReceiptStatus, ServerFrame};
 use futures::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout_at, Instant};
-use tokio_util::codec::{Framed, LinesCodec};
+use tokio_util::codec::Framed;
+
+/// Longest wait for the upstream's EOF after our `bye`.
+const BYE_WAIT: Duration = Duration::from_secs(1);
 
 /// The right to use a shard's upstream session, as the lease keeper grants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +79,18 @@ pub enum SessionEvent {
     Closed(String),
 }
 
+/// How a session treats the network, fixed when it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// How long the upstream keeps a silent session; as long without a frame
+    /// from it, the upstream is taken for gone.
+    pub session_timeout: Duration,
+    /// `TCP_USER_TIMEOUT`: unacknowledged data aborts the connection after this.
+    pub write_abort: Duration,
+    /// Longest inbound line; longer ones are skipped and counted.
+    pub max_frame_bytes: usize,
+}
+
 /// Identity sent in the hello.
 #[derive(Debug, Clone)]
 pub struct SessionTarget {
@@ -91,10 +117,14 @@ pub struct UpstreamSession {
 }
 
 impl UpstreamSession {
-    /// Opens a session under `grant`; fails if the lease stops being usable meanwhile.
+    /// Opens a session under `grant` in `slot`; fails if the lease stops being
+    /// usable meanwhile. `skipped` counts inbound frames skipped as unreadable.
     pub async fn open(
         target: &SessionTarget,
         mut grant: watch::Receiver<LeaseGrant>,
+        mut slot: SessionSlot,
+        limits: SessionLimits,
+        skipped: Arc<AtomicU64>,
     ) -> Result<UpstreamSession, String> {
         let current = grant.borrow_and_update().clone();
         if !current.usable() {
@@ -106,8 +136,9 @@ impl UpstreamSession {
             .await
             .map_err(|_| format!("connecting to {} timed out", target.upstream))?
             .map_err(|e| format!("cannot connect to {}: {e}", target.upstream))?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(1 << 20));
+        configure_socket(&stream, &limits).map_err(|e| format!("cannot configure the upstream socket: {e}"))?;
+        let mut framed = Framed::new(stream, UpstreamLines::new(limits.max_frame_bytes));
+        slot.exposed();
         let hello = ClientFrame::Hello {
             account: target.account.clone(),
             shard: target.shard,
@@ -122,18 +153,26 @@ impl UpstreamSession {
             .await
             .map_err(|_| "no answer to the hello".to_string())?;
         let line = match reply {
-            Some(Ok(line)) => line,
+            Some(Ok(UpstreamLine::Line(line))) => line,
+            Some(Ok(other)) => return Err(format!("unreadable answer to the hello: {other:?}")),
             Some(Err(e)) => return Err(format!("upstream read failed: {e}")),
-            None => return Err("upstream closed during the hello".into()),
+            None => {
+                slot.closed_upstream();
+                return Err("upstream closed during the hello".into());
+            }
         };
         match serde_json::from_str::<ServerFrame>(&line) {
             Ok(ServerFrame::Welcome { session }) => {
                 let (out_tx, out_rx) = mpsc::unbounded_channel();
                 let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-                let io = tokio::spawn(io_task(framed, grant, out_rx, ev_tx));
+                let io = SessionIo { framed, grant, out: out_rx, events: ev_tx, slot, limits, skipped };
+                let io = tokio::spawn(io.run());
                 Ok(UpstreamSession { id: session, out: out_tx, events: ev_rx, io })
             }
-            Ok(ServerFrame::Refused { reason }) => Err(format!("upstream refused the session: {reason}")),
+            Ok(ServerFrame::Refused { reason }) => {
+                slot.closed_upstream();
+                Err(format!("upstream refused the session: {reason}"))
+            }
             Ok(other) => Err(format!("unexpected answer to the hello: {other:?}")),
             Err(e) => Err(format!("unreadable answer to the hello: {e}")),
         }
@@ -151,12 +190,20 @@ impl UpstreamSession {
     }
 }
 
+/// Upstream sockets never outlive what the fence assumes: closing one aborts
+/// it (no orphaned retransmissions after we let go, or after a kill), and the
+/// kernel gives up on unacknowledged data after `write_abort`.
+fn configure_socket(stream: &TcpStream, limits: &SessionLimits) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let socket = socket2::SockRef::from(stream);
+    socket.set_linger(Some(Duration::ZERO))?;
+    socket.set_tcp_user_timeout(Some(limits.write_abort.max(Duration::from_millis(1))))
+}
+
+type Lines = Framed<TcpStream, UpstreamLines>;
+
 /// Writes one frame if the lease is still usable, giving up at its deadline.
-async fn write_before(
-    framed: &mut Framed<TcpStream, LinesCodec>,
-    frame: &ClientFrame,
-    grant: &watch::Receiver<LeaseGrant>,
-) -> bool {
+async fn write_before(framed: &mut Lines, frame: &ClientFrame, grant: &watch::Receiver<LeaseGrant>) -> bool {
     let current = grant.borrow().clone();
     if !current.usable() {
         return false;
@@ -165,62 +212,154 @@ async fn write_before(
     matches!(timeout_at(current.usable_until, framed.send(line)).await, Ok(Ok(())))
 }
 
-async fn io_task(
-    mut framed: Framed<TcpStream, LinesCodec>,
-    mut grant: watch::Receiver<LeaseGrant>,
-    mut out: mpsc::UnboundedReceiver<ClientFrame>,
+/// How a session ended, which decides what its slot may claim.
+enum Ending {
+    /// We close it: say `bye` and wait for the upstream's EOF.
+    Ours(String),
+    /// The upstream closed it (EOF or a kick).
+    Theirs(String),
+    /// Dropped without proof: the fence, a write or read failure, silence.
+    Dropped(String),
+}
+
+/// The I/O task of one open session.
+struct SessionIo {
+    framed: Lines,
+    grant: watch::Receiver<LeaseGrant>,
+    out: mpsc::UnboundedReceiver<ClientFrame>,
     events: mpsc::UnboundedSender<SessionEvent>,
-) {
-    let reason = loop {
-        let current = grant.borrow_and_update().clone();
-        if current.revoked {
-            let _ = write_before(&mut framed, &ClientFrame::Bye, &grant).await;
-            break "closed: shard revoked or released".to_string();
-        }
-        if Instant::now() >= current.usable_until {
-            break "self-fenced: the lease could have expired".to_string();
-        }
-        tokio::select! {
-            biased;
-            _ = tokio::time::sleep_until(current.usable_until) => continue,
-            changed = grant.changed() => {
-                if changed.is_err() {
-                    break "closed: lease keeper stopped".to_string();
+    slot: SessionSlot,
+    limits: SessionLimits,
+    skipped: Arc<AtomicU64>,
+}
+
+impl SessionIo {
+    async fn run(mut self) {
+        let reason = match self.serve().await {
+            Ending::Ours(reason) => {
+                if self.say_bye().await {
+                    self.slot.closed_upstream();
+                    format!("{reason}; the upstream confirmed the bye")
+                } else {
+                    format!("{reason}; no confirmation of the bye, the shard waits out the upstream's timeout")
                 }
             }
-            frame = out.recv() => match frame {
-                Some(frame) => {
-                    if !write_before(&mut framed, &frame, &grant).await {
-                        break "write failed or lease unusable".to_string();
+            Ending::Theirs(reason) => {
+                self.slot.closed_upstream();
+                reason
+            }
+            Ending::Dropped(reason) => format!("{reason}; the shard waits out the upstream's timeout"),
+        };
+        let SessionIo { framed, slot, events, .. } = self;
+        // The socket goes first (aborted), then the slot records the close.
+        drop(framed);
+        drop(slot);
+        let _ = events.send(SessionEvent::Closed(reason));
+    }
+
+    /// The session's life; returns how it must end, without ending it.
+    async fn serve(&mut self) -> Ending {
+        let mut last_heard = Instant::now();
+        loop {
+            let current = self.grant.borrow_and_update().clone();
+            if current.revoked {
+                return Ending::Ours("closed: shard revoked or released".into());
+            }
+            if Instant::now() >= current.usable_until {
+                return Ending::Dropped("self-fenced: the lease could have expired".into());
+            }
+            tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(current.usable_until) => continue,
+                _ = tokio::time::sleep_until(last_heard + self.limits.session_timeout) => {
+                    return Ending::Dropped("the upstream went silent (no frame for its session timeout)".into());
+                }
+                changed = self.grant.changed() => {
+                    if changed.is_err() {
+                        return Ending::Ours("closed: lease keeper stopped".into());
                     }
                 }
-                None => break "closed by the shard worker".to_string(),
-            },
-            line = framed.next() => match line {
-                None => break "closed by the upstream".to_string(),
-                Some(Err(e)) => break format!("read failed: {e}"),
-                Some(Ok(line)) => match serde_json::from_str::<ServerFrame>(&line) {
-                    Ok(ServerFrame::Ping { n }) => {
-                        if !write_before(&mut framed, &ClientFrame::Pong { n }, &grant).await {
-                            break "pong failed or lease unusable".to_string();
+                frame = self.out.recv() => match frame {
+                    Some(frame) => {
+                        if !write_before(&mut self.framed, &frame, &self.grant).await {
+                            return Ending::Dropped("write failed or lease unusable".into());
                         }
                     }
-                    Ok(ServerFrame::Ack { id, server_id }) => {
-                        let _ = events.send(SessionEvent::Ack { id, server_id });
-                    }
-                    Ok(ServerFrame::Receipt { id, status, .. }) => {
-                        let _ = events.send(SessionEvent::Receipt { id, status });
-                    }
-                    Ok(ServerFrame::Inbound { id, from, body, timestamp }) => {
-                        let _ = events.send(SessionEvent::Inbound { id, from, body, timestamp });
-                    }
-                    Ok(ServerFrame::Kicked { reason }) => break format!("kicked by the upstream: {reason}"),
-                    Ok(other) => tracing::debug!("ignoring upstream frame {other:?}"),
-                    Err(e) => tracing::warn!("unreadable upstream frame: {e}"),
+                    None => return Ending::Ours("closed by the shard worker".into()),
                 },
-            },
+                line = self.framed.next() => {
+                    last_heard = Instant::now();
+                    match line {
+                        None => return Ending::Theirs("closed by the upstream".into()),
+                        Some(Err(e)) => return Ending::Dropped(format!("read failed: {e}")),
+                        Some(Ok(UpstreamLine::Line(line))) => {
+                            if let Some(ending) = self.on_line(&line).await {
+                                return ending;
+                            }
+                        }
+                        Some(Ok(odd)) => self.skip(&format!("{odd:?}")),
+                    }
+                }
+            }
         }
-    };
-    drop(framed);
-    let _ = events.send(SessionEvent::Closed(reason));
+    }
+
+    /// Acts on one inbound line; `Some` when the session must end.
+    async fn on_line(&mut self, line: &str) -> Option<Ending> {
+        let event = match serde_json::from_str::<ServerFrame>(line) {
+            Ok(ServerFrame::Ping { n }) => {
+                if !write_before(&mut self.framed, &ClientFrame::Pong { n }, &self.grant).await {
+                    return Some(Ending::Dropped("pong failed or lease unusable".into()));
+                }
+                return None;
+            }
+            Ok(ServerFrame::Ack { id, server_id }) => SessionEvent::Ack { id, server_id },
+            Ok(ServerFrame::Receipt { id, status, .. }) => SessionEvent::Receipt { id, status },
+            Ok(ServerFrame::Inbound { id, from, body, timestamp }) => {
+                SessionEvent::Inbound { id, from, body, timestamp }
+            }
+            Ok(ServerFrame::Kicked { reason }) => {
+                return Some(Ending::Theirs(format!("kicked by the upstream: {reason}")))
+            }
+            Ok(other) => {
+                tracing::debug!("ignoring upstream frame {other:?}");
+                return None;
+            }
+            Err(e) => {
+                self.skip(&format!("unparsable ({e})"));
+                return None;
+            }
+        };
+        let _ = self.events.send(event);
+        None
+    }
+
+    fn skip(&self, what: &str) {
+        let total = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(
+            "skipped an inbound upstream frame: {what} (limit {} bytes); {total} skipped so far",
+            self.limits.max_frame_bytes
+        );
+    }
+
+    /// Says `bye` while the lease's time lasts and waits for the upstream's
+    /// EOF; true only when it came.
+    async fn say_bye(&mut self) -> bool {
+        let usable_until = self.grant.borrow().usable_until;
+        let deadline = usable_until.min(Instant::now() + BYE_WAIT.min(self.limits.session_timeout));
+        if Instant::now() >= deadline {
+            return false;
+        }
+        let bye = serde_json::to_string(&ClientFrame::Bye).expect("frames serialize");
+        if !matches!(timeout_at(deadline, self.framed.send(bye)).await, Ok(Ok(()))) {
+            return false;
+        }
+        loop {
+            match timeout_at(deadline, self.framed.next()).await {
+                Ok(None) => return true,
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_))) | Err(_) => return false,
+            }
+        }
+    }
 }

@@ -57,7 +57,7 @@ pub async fn run_cycle(
                 } else {
                     let done = store.reassign_shard(*shard, *expected_version, to, *not_before, auth).await?;
                     if done {
-                        wake_new_owner(coreapps, to, *shard, *not_before - view.now);
+                        wake_new_owner(monitor.client(), coreapps, to, *shard, *not_before - view.now);
                     }
                     done
                 }
@@ -70,14 +70,15 @@ pub async fn run_cycle(
 }
 
 /// Tells the new owner to claim now, or when `not_before` passes.
-fn wake_new_owner(coreapps: &[NodeRecord], to: &str, shard: u32, wait_ms: i64) {
+fn wake_new_owner(client: &ControlClient, coreapps: &[NodeRecord], to: &str, shard: u32, wait_ms: i64) {
     let Some(node) = coreapps.iter().find(|n| n.node_id == to) else { return };
     let addr = node.control_addr.clone();
+    let client = client.clone();
     tokio::spawn(async move {
         if wait_ms > 0 {
             tokio::time::sleep(Duration::from_millis(wait_ms.unsigned_abs())).await;
         }
-        let _ = ControlClient::new().wake(&addr, shard, Duration::from_millis(500)).await;
+        let _ = client.wake(&addr, shard, Duration::from_millis(500)).await;
     });
 }
 

@@ -3,13 +3,16 @@
 //! secondary and say from when that secondary may open its session.
 //!
 //! Safety rests on `not_before`: a shard taken from a holder that may still be
-//! alive (silent, paused, partitioned) is claimable only after the holder's
-//! lease has expired on the database clock, plus a margin. The holder stops
-//! using its session before that expiry by its own clock (see the coreapp's
-//! lease keeper), so two sessions never overlap. Only a holder known to be
-//! gone (its control port refuses connections, or a new process answers in
-//! its place) is replaced without that wait: a process that no longer exists
-//! holds no session.
+//! alive (silent, paused, partitioned, or serving without an upstream
+//! session) is claimable only after the holder's lease has expired on the
+//! database clock, plus a margin. The holder stops using its session before
+//! that expiry by its own clock (see the coreapp's lease keeper), so two
+//! sessions never overlap. A holder known to be gone (its control port
+//! refuses connections, or a new process answers in its place) wrote its
+//! last frame before this cycle read the database clock, but its FIN may
+//! never reach the upstream: its shard is claimable once the upstream must
+//! have timed that session out (`session_timeout` plus the margin from now),
+//! or at the lease's own bound if that comes first.
 
 use crate::cluster::Timing;
 use crate::policy::{HealthObservations, HealthPolicy, HealthVerdict};
@@ -26,6 +29,8 @@ pub enum Probe {
     Answered {
         /// Instance that answered.
         instance_id: String,
+        /// Per shard it holds, how long it has been without an open upstream session (ms).
+        sessions_down_ms: Vec<(u32, u64)>,
     },
     /// Connection refused: no process listens there any more.
     Refused,
@@ -149,7 +154,7 @@ impl ClusterView {
         };
         match &c.probe {
             Probe::Refused => return Some(Unhealthy::Gone("is gone (connection refused)".into())),
-            Probe::Answered { instance_id } if !instance.is_empty() && instance_id != instance => {
+            Probe::Answered { instance_id, .. } if !instance.is_empty() && instance_id != instance => {
                 return Some(Unhealthy::Gone("restarted (a new process answers)".into()));
             }
             _ => {}
@@ -171,6 +176,15 @@ impl ClusterView {
             HealthVerdict::Healthy => None,
             HealthVerdict::Unhealthy(reason) => Some(Unhealthy::Suspect(reason)),
         }
+    }
+
+    /// How long `node_id` says it has held `shard` without an upstream session.
+    fn session_down(&self, node_id: &str, shard: u32) -> Duration {
+        let Some(Probe::Answered { sessions_down_ms, .. }) = self.coreapp(node_id).map(|c| &c.probe) else {
+            return Duration::ZERO;
+        };
+        let down = sessions_down_ms.iter().find(|(s, _)| *s == shard).map_or(0, |(_, ms)| *ms);
+        Duration::from_millis(down)
     }
 
     /// A healthy coreapp to take a shard, the least loaded first.
@@ -239,13 +253,25 @@ fn decide_shard(
                 row.owner.as_str(),
                 row.not_before.max(row.lease_expires_at) + ms(timing.promotion_margin),
             ),
+            // Alive and renewing, but not talking to the upstream (cut off
+            // from it, or refused): as good as down for the shard.
+            None if view.session_down(&row.owner, shard) >= timing.unhealthy => (
+                format!("has had no upstream session for {:.1} s", view.session_down(&row.owner, shard).as_secs_f64()),
+                row.owner.as_str(),
+                row.not_before.max(row.lease_expires_at) + ms(timing.promotion_margin),
+            ),
             None => {
                 return ShardDecision::Keep {
                     shard,
                     reason: format!("primary {} healthy (epoch {})", row.owner, row.epoch),
                 };
             }
-            Some(Unhealthy::Gone(why)) => (why, "", row.not_before),
+            Some(Unhealthy::Gone(why)) if row.owner_instance.is_empty() => (why, "", row.not_before),
+            Some(Unhealthy::Gone(why)) => {
+                let upstream_gave_up = view.now + ms(timing.upstream_session_timeout + timing.promotion_margin);
+                let lease_bound = row.lease_expires_at + ms(timing.promotion_margin);
+                (why, "", row.not_before.max(upstream_gave_up.min(lease_bound)))
+            }
             Some(Unhealthy::Suspect(why)) if row.owner_instance.is_empty() => (why, row.owner.as_str(), row.not_before),
             Some(Unhealthy::Suspect(why)) => {
                 (why, row.owner.as_str(), row.not_before.max(row.lease_expires_at) + ms(timing.promotion_margin))
@@ -296,7 +322,7 @@ mod tests {
             last_seen: NOW - 100,
             answers: vec![("m1".into(), NOW - 100)],
             recent_rtt_us: vec![250],
-            probe: Probe::Answered { instance_id: instance.into() },
+            probe: Probe::Answered { instance_id: instance.into(), sessions_down_ms: Vec::new() },
         }
     }
 
@@ -346,15 +372,22 @@ mod tests {
         assert_eq!(owners, ["c1", "c2"]);
     }
 
+    /// When the upstream must have timed out a session whose writer died before `NOW`.
+    fn upstream_gave_up() -> i64 {
+        let t = timing();
+        NOW + ms(t.upstream_session_timeout + t.promotion_margin)
+    }
+
     #[test]
-    fn dead_primary_is_replaced_without_waiting_for_its_lease() {
+    fn dead_primary_is_replaced_once_the_upstream_must_have_dropped_its_session() {
         let mut dead = healthy("c1", "i1");
         dead.probe = Probe::Refused;
         let v = view(vec![held(0, "c1", "i1", NOW + 900)], vec![dead, healthy("c2", "i2")]);
         match &decide(&v, &timing())[0] {
             ShardDecision::Reassign { to, not_before, reason, .. } => {
                 assert_eq!(to, "c2");
-                assert_eq!(*not_before, 0, "a gone process holds no session");
+                assert_eq!(*not_before, upstream_gave_up(), "a lost FIN must not matter");
+                assert!(*not_before < NOW + 900, "sooner than the lease");
                 assert!(reason.contains("refused"));
             }
             other => panic!("{other:?}"),
@@ -362,9 +395,47 @@ mod tests {
     }
 
     #[test]
-    fn restarted_primary_is_replaced_at_once() {
+    fn dead_primary_waits_no_longer_than_its_lease_bound() {
+        let mut dead = healthy("c1", "i1");
+        dead.probe = Probe::Refused;
+        let v = view(vec![held(0, "c1", "i1", NOW + 100)], vec![dead, healthy("c2", "i2")]);
+        let bound = NOW + 100 + ms(timing().promotion_margin);
+        assert!(bound < upstream_gave_up());
+        assert!(
+            matches!(&decide(&v, &timing())[0], ShardDecision::Reassign { not_before, .. } if *not_before == bound)
+        );
+    }
+
+    #[test]
+    fn restarted_primary_is_replaced_once_the_upstream_must_have_dropped_its_session() {
         let v = view(vec![held(0, "c1", "old", NOW + 900)], vec![healthy("c1", "new"), healthy("c2", "i2")]);
-        assert!(matches!(&decide(&v, &timing())[0], ShardDecision::Reassign { not_before: 0, .. }));
+        let gave_up = upstream_gave_up();
+        assert!(
+            matches!(&decide(&v, &timing())[0], ShardDecision::Reassign { not_before, .. } if *not_before == gave_up)
+        );
+    }
+
+    #[test]
+    fn primary_without_an_upstream_session_is_replaced_after_its_lease() {
+        let mut cut_off = healthy("c1", "i1");
+        let down = ms(timing().unhealthy).unsigned_abs();
+        cut_off.probe = Probe::Answered { instance_id: "i1".into(), sessions_down_ms: vec![(0, down - 1)] };
+        let v = view(vec![held(0, "c1", "i1", NOW + 700)], vec![cut_off.clone(), healthy("c2", "i2")]);
+        assert!(matches!(&decide(&v, &timing())[0], ShardDecision::Keep { .. }), "not yet");
+        cut_off.probe = Probe::Answered { instance_id: "i1".into(), sessions_down_ms: vec![(0, down)] };
+        let v = view(vec![held(0, "c1", "i1", NOW + 700)], vec![cut_off, healthy("c2", "i2")]);
+        match &decide(&v, &timing())[0] {
+            ShardDecision::Reassign { to, not_before, reason, .. } => {
+                assert_eq!(to, "c2");
+                assert_eq!(
+                    *not_before,
+                    NOW + 700 + ms(timing().promotion_margin),
+                    "the live holder's lease is waited out"
+                );
+                assert!(reason.contains("no upstream session"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

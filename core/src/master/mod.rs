@@ -11,16 +11,17 @@ pub mod decision;
 pub mod election;
 pub mod monitor;
 
-use crate::cluster::live_settings::LiveSettings;
+use crate::cluster::live_settings::{raise_session_timeout, LiveSettings};
 use crate::cluster::{Settings, SettingsPatch, Timing};
 use crate::config::{log_ignored_official_env, DbConfig};
-use crate::control::NodeStatus;
+use crate::control::{ControlClient, NodeStatus};
+use crate::control_auth::{require_cluster_secret, ClusterSecretArgs, ControlGuard};
 use crate::node::{shutdown_signal, NodeArgs, NodeIdentity};
 use crate::policy::HealthPolicy;
 use crate::store::shard_map::ClusterInfo;
 use crate::store::{schema, Store};
 use anyhow::Context;
-use axum::{extract::State, routing::get, Json, Router};
+use axum::{extract::State, middleware, routing::get, Json, Router};
 use election::MasterRole;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,9 @@ pub struct MasterConfig {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub node: NodeArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub cluster: ClusterSecretArgs,
     /// Shard count when the cluster is first created: 1, 2, 4, 8, 16 or 32.
     #[arg(long, env = "SHARDGATE_SHARDS", default_value = "1", value_parser = parse_shards)]
     pub shards: u32,
@@ -54,9 +58,10 @@ pub struct MasterConfig {
     /// Initial `db_update_interval` in seconds, written only when no settings are stored yet.
     #[arg(long)]
     pub db_update_interval: Option<f64>,
-    /// Initial `upstream_session_timeout` in seconds, written only when no settings are stored yet.
-    #[arg(long)]
-    pub upstream_session_timeout: Option<f64>,
+    /// Seconds the upstream keeps a silent session open: a fact about the network, not a
+    /// tunable. The cluster's `upstream_session_timeout` is raised to it, never below.
+    #[arg(long, env = "SHARDGATE_UPSTREAM_SESSION_TIMEOUT", default_value = "10")]
+    pub upstream_session_timeout: f64,
 }
 
 fn parse_shards(s: &str) -> Result<u32, String> {
@@ -73,7 +78,7 @@ impl MasterConfig {
             heartbeat_interval: self.heartbeat_interval,
             unhealthy_interval: self.unhealthy_interval,
             db_update_interval: self.db_update_interval,
-            upstream_session_timeout: self.upstream_session_timeout,
+            upstream_session_timeout: Some(self.upstream_session_timeout),
         };
         Settings::default().patched(&patch).map_err(|e| anyhow::anyhow!("invalid initial setting {e}"))
     }
@@ -113,6 +118,7 @@ impl MasterNode {
 /// Runs a master node until it is asked to stop; `health` judges suspect coreapps.
 pub async fn run(config: MasterConfig, health: Arc<dyn HealthPolicy>) -> anyhow::Result<()> {
     log_ignored_official_env();
+    let secret = config.cluster.require().map_err(anyhow::Error::msg)?;
     let initial = config.initial_settings()?;
     config.node.validate().map_err(anyhow::Error::msg)?;
     let store = Store::connect(&config.db).await.context("cannot open the database (WA_DB_*)")?;
@@ -137,8 +143,10 @@ pub async fn run(config: MasterConfig, health: Arc<dyn HealthPolicy>) -> anyhow:
     });
     let app = Router::new()
         .route("/control/status", get(|State(n): State<Arc<MasterNode>>| async move { Json(n.status()) }))
-        .with_state(node.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        .with_state(node.clone())
+        .layer(middleware::from_fn_with_state(ControlGuard::new(secret.clone()), require_cluster_secret));
+    let server =
+        tokio::spawn(crate::http_server::serve(listener, app, crate::http_server::ConnectionLimits::default()));
     identity.announce_control("master", &control_addr);
     tracing::info!("master {} listening for control on {control_addr}", identity.node_id);
 
@@ -151,7 +159,7 @@ pub async fn run(config: MasterConfig, health: Arc<dyn HealthPolicy>) -> anyhow:
         node,
         role: role_rx.clone(),
         timing_tx,
-        monitor: monitor::Monitor::new(),
+        monitor: monitor::Monitor::new(ControlClient::new(&secret)),
         health,
         taken_over_epoch: None,
         registered: false,
@@ -266,6 +274,11 @@ impl MasterLoop {
                 tracing::info!("seeded the cluster settings: {doc}");
             }
         }
+        // A failure here is a misconfiguration the settings loader reports
+        // on every cycle; the lease duties above must not wait for it.
+        if let Err(e) = raise_session_timeout(&self.store, self.config.upstream_session_timeout).await {
+            tracing::error!("{e:#}");
+        }
         Ok(())
     }
 
@@ -283,7 +296,7 @@ impl MasterLoop {
             }
             self.registered = true;
         }
-        match LiveSettings::start(self.store.clone()).await {
+        match LiveSettings::start(self.store.clone(), Some(self.config.upstream_session_timeout)).await {
             Ok(live) => Some(live),
             Err(e) => {
                 tracing::warn!("master cannot load the settings yet: {e}");

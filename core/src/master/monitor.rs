@@ -13,23 +13,27 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// How often the master repeats that a coreapp rejects its cluster secret.
+const SECRET_MISMATCH_LOG_EVERY: Duration = Duration::from_secs(30);
+
 /// This master's heartbeat state.
 pub struct Monitor {
     client: ControlClient,
     probes: HashMap<String, Probe>,
+    /// Coreapps that reject our cluster secret, with when that was last logged.
+    secret_mismatch: HashMap<String, Instant>,
     started: Instant,
 }
 
-impl Default for Monitor {
-    fn default() -> Self {
-        Monitor::new()
-    }
-}
-
 impl Monitor {
-    /// A monitor that has not probed anything yet.
-    pub fn new() -> Monitor {
-        Monitor { client: ControlClient::new(), probes: HashMap::new(), started: Instant::now() }
+    /// A monitor that has not probed anything yet, heartbeating with `client`.
+    pub fn new(client: ControlClient) -> Monitor {
+        Monitor { client, probes: HashMap::new(), secret_mismatch: HashMap::new(), started: Instant::now() }
+    }
+
+    /// The control client the heartbeats go out with.
+    pub fn client(&self) -> &ControlClient {
+        &self.client
     }
 
     /// How long this master has been heartbeating.
@@ -62,6 +66,7 @@ impl Monitor {
             }
         });
         for (node, result, rtt) in futures::future::join_all(probes).await {
+            self.note_secret_mismatch(&node.node_id, &result);
             let probe = match result {
                 Ok(status) => {
                     let rtt_us = i64::try_from(rtt.as_micros()).unwrap_or(i64::MAX);
@@ -69,9 +74,13 @@ impl Monitor {
                     {
                         tracing::debug!("cannot record the heartbeat of {}: {e}", node.node_id);
                     }
-                    Probe::Answered { instance_id: status.instance_id }
+                    let sessions_down_ms = status.shards.iter().map(|s| (s.shard, s.session_down_ms)).collect();
+                    Probe::Answered { instance_id: status.instance_id, sessions_down_ms }
                 }
                 Err(ControlError::Refused(_)) => Probe::Refused,
+                // Alive but deaf to us: an unanswered heartbeat, never proof
+                // that the process (and so its session) is gone.
+                Err(ControlError::Unauthorized(_)) => Probe::Silent,
                 Err(e) => {
                     tracing::debug!("heartbeat to {} unanswered: {e}", node.node_id);
                     Probe::Silent
@@ -80,5 +89,28 @@ impl Monitor {
             self.probes.insert(node.node_id.clone(), probe);
         }
         Ok(coreapps)
+    }
+
+    /// Says clearly, every [`SECRET_MISMATCH_LOG_EVERY`], that a coreapp
+    /// rejects this master's cluster secret, and when it accepts it again.
+    fn note_secret_mismatch<T>(&mut self, node_id: &str, result: &Result<T, ControlError>) {
+        match result {
+            Err(ControlError::Unauthorized(addr)) => {
+                let due = self.secret_mismatch.get(node_id).is_none_or(|at| at.elapsed() >= SECRET_MISMATCH_LOG_EVERY);
+                if due {
+                    tracing::warn!(
+                        "coreapp {node_id} at {addr} rejects this master's cluster secret (401): its heartbeats \
+                         count as unanswered; set the same SHARDGATE_CLUSTER_SECRET on every node"
+                    );
+                    self.secret_mismatch.insert(node_id.to_string(), Instant::now());
+                }
+            }
+            Err(_) => {}
+            Ok(_) => {
+                if self.secret_mismatch.remove(node_id).is_some() {
+                    tracing::info!("coreapp {node_id} accepts this master's cluster secret again");
+                }
+            }
+        }
     }
 }

@@ -193,13 +193,17 @@ impl Store {
     }
 
     /// Hands a shard back after its session was closed (clean shutdown), so a
-    /// master can reassign it without waiting for the lease to expire.
-    pub async fn release_shard(&self, shard: u32, epoch: i64, instance: &str) -> StoreResult<bool> {
+    /// master can reassign it without waiting for the lease to expire; the
+    /// next owner may claim it `quiet` from now, once the upstream has surely
+    /// closed the session.
+    pub async fn release_shard(&self, shard: u32, epoch: i64, instance: &str, quiet: Duration) -> StoreResult<bool> {
         let sql = self.sql(
             "UPDATE shard_map SET owner = '', owner_instance = '', lease_expires_at = 0, \
-             version = version + 1, updated_at = {now} WHERE shard = ? AND epoch = ? AND owner_instance = ?",
+             not_before = {now} + ?, version = version + 1, updated_at = {now} \
+             WHERE shard = ? AND epoch = ? AND owner_instance = ?",
         );
         Ok(sqlx::query(&sql)
+            .bind(ms(quiet))
             .bind(i64::from(shard))
             .bind(epoch)
             .bind(instance)

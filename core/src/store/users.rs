@@ -1,5 +1,7 @@
 //! API users and their bearer tokens. Only hashes are stored: the password
-//! hash comes from the gateway, tokens are stored as their SHA-256.
+//! hash comes from the gateway, tokens are stored as their SHA-256. Tokens
+//! are looked up here on every request, so a revocation holds on every
+//! webapp at once.
 
 use super::dialect::RowText;
 use super::{Store, StoreResult};
@@ -48,11 +50,23 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a new password hash, ending the must-change state.
-    pub async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<()> {
-        let sql = self.sql("UPDATE users SET password_hash = ?, must_change = 0 WHERE username = ?");
-        sqlx::query(&sql).bind(password_hash).bind(username).execute(self.pool()).await?;
-        Ok(())
+    /// Sets a new password hash, ending the must-change state, and revokes
+    /// every token of the user in the same transaction (whoever held the old
+    /// password may hold a token too). Returns how many tokens were revoked.
+    pub async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<u64> {
+        let mut tx = self.pool().begin().await?;
+        let update = self.sql("UPDATE users SET password_hash = ?, must_change = 0 WHERE username = ?");
+        sqlx::query(&update).bind(password_hash).bind(username).execute(&mut *tx).await?;
+        let revoke = self.sql("DELETE FROM tokens WHERE username = ?");
+        let revoked = sqlx::query(&revoke).bind(username).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Revokes one token; whether it existed.
+    pub async fn revoke_token(&self, token_hash: &str) -> StoreResult<bool> {
+        let sql = self.sql("DELETE FROM tokens WHERE token_hash = ?");
+        Ok(sqlx::query(&sql).bind(token_hash).execute(self.pool()).await?.rows_affected() > 0)
     }
 
     /// Stores a token hash valid until `expires_at` (unix ms).

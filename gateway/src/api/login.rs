@@ -1,11 +1,13 @@
 //! `POST /v1/users/login`: trades HTTP Basic credentials for a bearer token,
 //! and changes the password when the body carries `new_password` (which the
-//! first login of the default admin must do).
+//! first login of the default admin must do). Attempts are limited per client
+//! address and per user name (`login_limits`).
 
 use crate::app::AppState;
-use crate::auth;
+use crate::auth::{self, ClientAddr};
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::ApiJson;
+use crate::login_limits::address_key;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
@@ -23,16 +25,33 @@ pub struct LoginRequest {
     pub new_password: Option<String>,
 }
 
-/// Authenticates, changes the password if asked, and issues a token.
+/// Authenticates, changes the password if asked (which revokes every other
+/// token of the user), and issues a token.
+///
+/// Before any password hashing, the attempt must fit the budgets of its
+/// client address and user name (`login_limits`, 429 otherwise); every
+/// wrong password is logged with the client address.
 pub async fn login(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Option<LoginRequest>>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let (username, password) = auth::basic_credentials(&headers)?;
-    let user = auth::check_password(&state.store, &username, &password)
-        .await?
-        .ok_or_else(|| ApiError::unauthenticated("wrong user name or password"))?;
+    state.login_throttle.admit_address(client.0, &username)?;
+    let user = state.store.user(&username).await?;
+    if user.is_some() {
+        state.login_throttle.admit_user(&username, client.0)?;
+    }
+    let checked = auth::check_password(user, &password).await.inspect_err(|e| {
+        if e.kind == ErrorKind::TooManyRequests {
+            state.login_throttle.note_refusal(&username, address_key(client.0), e);
+        }
+    });
+    let Some(user) = checked? else {
+        tracing::warn!(user = %username, client = %client, "failed login: wrong user name or password");
+        return Err(ApiError::unauthenticated("wrong user name or password"));
+    };
     match body.and_then(|b| b.new_password) {
         Some(new_password) => {
             let problems = auth::password_problems(&new_password);
@@ -40,8 +59,8 @@ pub async fn login(
                 return Err(ApiError::invalid(format!("new_password is refused: {}", problems.join("; "))));
             }
             let hash = auth::hash_password(&new_password).await?;
-            state.store.set_password(&username, &hash).await?;
-            tracing::info!(user = %username, "password changed");
+            let revoked = state.store.set_password(&username, &hash).await?;
+            tracing::info!(user = %username, client = %client, "password changed; {revoked} earlier tokens revoked");
         }
         None if user.must_change => {
             return Err(ApiError::new(

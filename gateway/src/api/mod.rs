@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod login;
+pub mod logout;
 pub mod messages;
 pub mod metrics;
 pub mod plugins;

@@ -4,7 +4,7 @@
 //! The database keeps only the settings set explicitly (a [`SettingsPatch`]
 //! document), so that a setting never touched follows this build's default.
 //! Every change is validated as a whole against the cluster rules
-//! ([`Settings::patched`]) and written with a compare-and-swap on the
+//! ([`Settings::check_change`]: the upstream session timeout only goes up) and written with a compare-and-swap on the
 //! document's version, re-read and re-validated on conflict. Nodes poll that
 //! version (`LiveSettings`), so nothing is broadcast from here.
 
@@ -40,9 +40,14 @@ pub async fn patch(
     Ok(Json(SettingsResponse::of(settings)))
 }
 
-/// `DELETE`: back to this build's defaults.
+/// `DELETE`: back to this build's defaults, except the upstream session
+/// timeout, which describes the network and can only be raised.
 pub async fn reset(State(state): State<AppState>) -> Result<Json<SettingsResponse>, ApiError> {
-    let settings = write(&state.store, |_| Ok(SettingsPatch::default())).await?;
+    let settings = write(&state.store, |stored| {
+        let kept = stored.ok().and_then(|s| s.upstream_session_timeout);
+        Ok(SettingsPatch { upstream_session_timeout: kept, ..SettingsPatch::default() })
+    })
+    .await?;
     Ok(Json(SettingsResponse::of(settings)))
 }
 
@@ -73,8 +78,15 @@ async fn write(
 ) -> Result<Settings, ApiError> {
     for _ in 0..MAX_WRITE_TRIES {
         let (version, stored) = read_raw(store).await?;
+        // An unreadable document has nothing in force to compare with.
+        let in_force = stored.as_ref().ok().map(|s| Settings::default().merged(s));
         let next = change(stored)?;
-        let settings = Settings::default().patched(&next).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let settings = Settings::default().merged(&next);
+        match &in_force {
+            Some(current) => current.check_change(&settings),
+            None => settings.timing(),
+        }
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
         let doc = serde_json::to_string(&next).map_err(ApiError::internal)?;
         if let Some(new_version) = store.write_settings(version, &doc).await? {
             tracing::info!(version = new_version, "settings changed: {doc}");

@@ -8,9 +8,9 @@ use shardgate_core::policy::{AuthRequest, AuthVerdict, AuthorizationPolicy, OnPr
 use wasmtime::component::InstancePre;
 use wasmtime::Store;
 
-use crate::imports::PluginState;
 use crate::plugin::World;
 use crate::slot::PluginSlot;
+use crate::state::PluginState;
 use crate::PluginKind;
 
 mod bindings {

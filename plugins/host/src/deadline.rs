@@ -18,12 +18,13 @@
 //! So a well-behaved plugin is never unloaded because its host was
 //! overloaded. The check costs nothing on the normal path (one field reset
 //! per call); the thread's CPU time is read only past the deadline.
+//!
+//! Each store's state (`state.rs`) holds one [`DeadlineCheck`]; wasmtime's
+//! epoch callback (set in `engine.rs`) hands it each deadline reached.
 
 use std::time::{Duration, Instant};
 
-use wasmtime::{StoreContextMut, UpdateDeadline};
-
-use crate::imports::PluginState;
+use wasmtime::UpdateDeadline;
 
 /// Ticks of each CPU probe after the deadline.
 pub(crate) const PROBE_TICKS: u64 = 2;
@@ -41,28 +42,57 @@ pub(crate) enum Overrun {
     Interrupted { starved: bool, share: f64 },
 }
 
-/// Called by wasmtime when a call (or an instantiation) reaches its deadline.
-pub(crate) fn deadline_reached(mut store: StoreContextMut<'_, PluginState>) -> wasmtime::Result<UpdateDeadline> {
-    let state = store.data_mut();
-    let (now, Some(cpu)) = (Instant::now(), thread_cpu_time()) else {
-        return Ok(UpdateDeadline::Interrupt);
-    };
-    let reached = match state.overrun {
-        Some(Overrun::Probing { reached, wall, cpu: cpu_then }) => {
-            let ran = cpu.saturating_sub(cpu_then);
-            let waited = now.saturating_duration_since(wall).max(Duration::from_nanos(1));
-            let share = ran.as_secs_f64() / waited.as_secs_f64();
-            let starved = ran * STARVED_BELOW < waited;
-            if !starved || now.saturating_duration_since(reached) >= state.deadline {
-                state.overrun = Some(Overrun::Interrupted { starved, share });
-                return Ok(UpdateDeadline::Interrupt);
+/// The deadline check of one instance: kept in its store's state, and
+/// consulted by the epoch callback each time the running call reaches the
+/// armed epoch deadline.
+#[derive(Debug)]
+pub(crate) struct DeadlineCheck {
+    /// The call deadline: how long a starved call is given past it.
+    deadline: Duration,
+    /// Set once the running call has reached its deadline.
+    overrun: Option<Overrun>,
+}
+
+impl DeadlineCheck {
+    /// A check for calls with this deadline.
+    pub fn new(deadline: Duration) -> DeadlineCheck {
+        DeadlineCheck { deadline, overrun: None }
+    }
+
+    /// Forgets the previous call's overrun: a new call starts.
+    #[inline]
+    pub fn start_call(&mut self) {
+        self.overrun = None;
+    }
+
+    /// What the check found of the running (or last) call, if it reached its deadline.
+    pub fn overrun(&self) -> Option<Overrun> {
+        self.overrun
+    }
+
+    /// Called (through wasmtime's epoch callback) when a call or an
+    /// instantiation reaches its deadline: probe on, or interrupt.
+    pub fn reached(&mut self) -> UpdateDeadline {
+        let (now, Some(cpu)) = (Instant::now(), thread_cpu_time()) else {
+            return UpdateDeadline::Interrupt;
+        };
+        let reached = match self.overrun {
+            Some(Overrun::Probing { reached, wall, cpu: cpu_then }) => {
+                let ran = cpu.saturating_sub(cpu_then);
+                let waited = now.saturating_duration_since(wall).max(Duration::from_nanos(1));
+                let share = ran.as_secs_f64() / waited.as_secs_f64();
+                let starved = ran * STARVED_BELOW < waited;
+                if !starved || now.saturating_duration_since(reached) >= self.deadline {
+                    self.overrun = Some(Overrun::Interrupted { starved, share });
+                    return UpdateDeadline::Interrupt;
+                }
+                reached
             }
-            reached
-        }
-        _ => now,
-    };
-    state.overrun = Some(Overrun::Probing { reached, wall: now, cpu });
-    Ok(UpdateDeadline::Continue(PROBE_TICKS))
+            _ => now,
+        };
+        self.overrun = Some(Overrun::Probing { reached, wall: now, cpu });
+        UpdateDeadline::Continue(PROBE_TICKS)
+    }
 }
 
 /// CPU time of the calling thread, where the platform tells it.
@@ -82,53 +112,52 @@ fn thread_cpu_time() -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::Arc;
-
-    use wasmtime::{AsContextMut, Engine, Store};
-
     use super::*;
-    use crate::imports::PluginLabel;
-    use crate::PluginKind;
 
-    fn store() -> Store<PluginState> {
-        let label = Arc::new(PluginLabel { kind: PluginKind::Router, name: "t".into(), version: "1".into() });
-        let settings = Arc::new(arc_swap::ArcSwap::from_pointee(HashMap::new()));
-        let deadline = Duration::from_millis(50);
-        Store::new(&Engine::default(), PluginState::new(label, settings, Instant::now(), 1 << 20, deadline))
+    fn check() -> DeadlineCheck {
+        DeadlineCheck::new(Duration::from_millis(50))
     }
 
     /// Reaches the deadline, runs `meanwhile` as the probe, and says whether
     /// the call was interrupted then.
-    fn probe(store: &mut Store<PluginState>, meanwhile: impl FnOnce()) -> bool {
-        let first = deadline_reached(store.as_context_mut()).unwrap();
+    fn probe(check: &mut DeadlineCheck, meanwhile: impl FnOnce()) -> bool {
+        let first = check.reached();
         assert!(matches!(first, UpdateDeadline::Continue(PROBE_TICKS)), "the deadline first starts a probe");
         meanwhile();
-        matches!(deadline_reached(store.as_context_mut()).unwrap(), UpdateDeadline::Interrupt)
+        matches!(check.reached(), UpdateDeadline::Interrupt)
     }
 
     #[test]
     fn call_that_kept_the_cpu_busy_past_the_deadline_is_blamed_on_the_plugin() {
-        let mut store = store();
+        let mut check = check();
         let spin = || {
             let until = Instant::now() + Duration::from_millis(20);
             while Instant::now() < until {
                 std::hint::spin_loop();
             }
         };
-        assert!(probe(&mut store, spin), "interrupted after one probe");
-        assert!(matches!(store.data().overrun, Some(Overrun::Interrupted { starved: false, .. })));
+        assert!(probe(&mut check, spin), "interrupted after one probe");
+        assert!(matches!(check.overrun(), Some(Overrun::Interrupted { starved: false, .. })));
     }
 
     #[test]
     fn call_kept_off_the_cpu_past_the_deadline_is_blamed_on_the_host() {
-        let mut store = store();
+        let mut check = check();
         let off_cpu = || std::thread::sleep(Duration::from_millis(20));
-        assert!(!probe(&mut store, off_cpu), "a starved call gets another probe");
+        assert!(!probe(&mut check, off_cpu), "a starved call gets another probe");
         std::thread::sleep(Duration::from_millis(40));
         // One deadline (50 ms) after reaching it, still starved: interrupted.
-        let last = deadline_reached(store.as_context_mut()).unwrap();
+        let last = check.reached();
         assert!(matches!(last, UpdateDeadline::Interrupt));
-        assert!(matches!(store.data().overrun, Some(Overrun::Interrupted { starved: true, .. })));
+        assert!(matches!(check.overrun(), Some(Overrun::Interrupted { starved: true, .. })));
+    }
+
+    #[test]
+    fn a_new_call_forgets_the_last_overrun() {
+        let mut check = check();
+        check.reached();
+        assert!(check.overrun().is_some());
+        check.start_call();
+        assert_eq!(check.overrun(), None);
     }
 }

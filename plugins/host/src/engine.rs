@@ -12,9 +12,10 @@ use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::deadline::deadline_reached;
+use crate::deadline::DeadlineCheck;
 use crate::error::PluginError;
-use crate::imports::{host, PluginLabel, PluginState, Settings};
+use crate::imports::host;
+use crate::state::{PluginLabel, PluginState, Settings};
 use crate::HostConfig;
 
 /// Most core instances, memories and tables one component may have. Ours
@@ -104,16 +105,16 @@ impl PluginRuntime {
     /// cap and a deadline already armed for the instantiation.
     pub fn new_store(&self, label: &Arc<PluginLabel>) -> Store<PluginState> {
         let config = &self.config;
-        let state = PluginState::new(
-            label.clone(),
-            self.settings.clone(),
-            self.clock_origin,
-            config.memory_cap,
-            config.call_deadline,
-        );
+        let state = PluginState {
+            label: label.clone(),
+            settings: self.settings.clone(),
+            clock_origin: self.clock_origin,
+            memory_cap: config.memory_cap,
+            deadline: DeadlineCheck::new(config.call_deadline),
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
-        store.epoch_deadline_callback(deadline_reached);
+        store.epoch_deadline_callback(|mut store| Ok(store.data_mut().deadline.reached()));
         self.arm_deadline(&mut store);
         store
     }
@@ -121,7 +122,7 @@ impl PluginRuntime {
     /// Starts the deadline of one call (or instantiation) now.
     #[inline]
     pub fn arm_deadline(&self, store: &mut Store<PluginState>) {
-        store.data_mut().overrun = None;
+        store.data_mut().deadline.start_call();
         store.set_epoch_deadline(self.deadline_ticks);
     }
 

@@ -11,9 +11,9 @@ use shardgate_core::policy::{HealthObservations, HealthPolicy, HealthVerdict, In
 use wasmtime::component::InstancePre;
 use wasmtime::Store;
 
-use crate::imports::PluginState;
 use crate::plugin::World;
 use crate::slot::PluginSlot;
+use crate::state::PluginState;
 use crate::PluginKind;
 
 mod bindings {

@@ -1,19 +1,13 @@
 //! What a plugin instance sees of the host: the `host` interface of
-//! `wit/policy.wit` (a log line, a monotonic clock, read-only settings), and
-//! the per-store state behind it, which also enforces the memory cap.
+//! `wit/policy.wit` (a log line, a monotonic clock, read-only settings),
+//! implemented on the per-store state (`state.rs`), and the store's limiter,
+//! which enforces the memory cap.
 //!
 //! No filesystem, no network, no wall clock: a WASI import a component
 //! carries is linked to a trap (see `engine.rs`).
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use arc_swap::ArcSwap;
-
-use crate::deadline::Overrun;
 use crate::error::MemoryCapExceeded;
-use crate::PluginKind;
+use crate::state::{PluginLabel, PluginState};
 
 wasmtime::component::bindgen!({
     path: "../../wit",
@@ -27,42 +21,6 @@ const MAX_LOG_LINE: usize = 2048;
 
 /// Most table elements an instance may grow to.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
-
-/// The cluster settings as the plugins see them: a snapshot swapped whole by
-/// `PluginHost::set_settings`.
-pub(crate) type Settings = Arc<ArcSwap<HashMap<String, String>>>;
-
-/// Who a plugin is, for its log lines and the host's.
-#[derive(Debug)]
-pub(crate) struct PluginLabel {
-    pub kind: PluginKind,
-    pub name: String,
-    pub version: String,
-}
-
-/// The data of one plugin instance's store.
-pub(crate) struct PluginState {
-    label: Arc<PluginLabel>,
-    settings: Settings,
-    clock_origin: Instant,
-    memory_cap: usize,
-    /// The call deadline, for the check past it (`deadline.rs`).
-    pub deadline: Duration,
-    /// Set once the running call has reached its deadline (`deadline.rs`).
-    pub overrun: Option<Overrun>,
-}
-
-impl PluginState {
-    pub fn new(
-        label: Arc<PluginLabel>,
-        settings: Settings,
-        clock_origin: Instant,
-        memory_cap: usize,
-        deadline: Duration,
-    ) -> PluginState {
-        PluginState { label, settings, clock_origin, memory_cap, deadline, overrun: None }
-    }
-}
 
 impl host::Host for PluginState {
     fn log(&mut self, level: host::Level, mut message: String) {

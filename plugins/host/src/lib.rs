@@ -17,6 +17,8 @@
 //!   interruption, no component-model concurrency), the epoch ticker thread, the linker.
 //! - `imports`: what a plugin sees of the host (`log`, `monotonic-now`, `setting`) and the
 //!   memory cap; no filesystem, no network.
+//! - `state`: the data of one instance's store: the plugin's label, the settings snapshot,
+//!   the memory cap, the deadline check; what the imports, the engine and the glue share.
 //! - [`error`]: every plugin error mapped in one place, each marked with its [`Blame`].
 //! - [`stats`]: counters and the snapshots for `/metrics` and `/v1/support`.
 //! - [`config`]: [`HostConfig`]: deadline, memory cap, failure budget, pool sizes.
@@ -40,6 +42,7 @@ mod kind;
 mod plugin;
 mod router;
 mod slot;
+mod state;
 pub mod stats;
 
 pub use config::HostConfig;

@@ -10,7 +10,7 @@ use wasmtime::Store;
 
 use crate::engine::PluginRuntime;
 use crate::error::{CallFailure, PluginError};
-use crate::imports::{PluginLabel, PluginState};
+use crate::state::{PluginLabel, PluginState};
 use crate::stats::{PluginCounters, PluginRecord};
 use crate::PluginKind;
 
@@ -105,9 +105,11 @@ impl<W: World> LoadedPlugin<W> {
         let outcome = match call(&instance.exports, &mut instance.store) {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(nonsense)) => Err(CallFailure::nonsense(nonsense)),
-            Err(error) => {
-                Err(CallFailure::from_wasmtime(error, self.runtime.deadline(), instance.store.data().overrun))
-            }
+            Err(error) => Err(CallFailure::from_wasmtime(
+                error,
+                self.runtime.deadline(),
+                instance.store.data().deadline.overrun(),
+            )),
         };
         match outcome {
             Ok(answer) => {

@@ -13,8 +13,8 @@ use wasmtime::Store;
 
 use crate::engine::PluginRuntime;
 use crate::error::{Blame, CallFailure, PluginError};
-use crate::imports::{PluginLabel, PluginState};
 use crate::plugin::{Answer, LoadedPlugin, World};
+use crate::state::{PluginLabel, PluginState};
 use crate::stats::{PluginInfo, RetiredRecord};
 
 /// How many retired plugins the host remembers.

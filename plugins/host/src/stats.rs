@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::imports::PluginLabel;
+use crate::state::PluginLabel;
 use crate::PluginKind;
 
 /// A loaded plugin as it stands.

@@ -1,5 +1,6 @@
 //! Faults the inspection API can switch on to make the sim misbehave on purpose:
-//! refuse new sessions, slow down acks, or swallow sends.
+//! refuse new sessions, slow down acks, swallow sends, or write raw lines that
+//! are no frame at all.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,11 @@ pub struct Faults {
     pub ack_delay_ms: u64,
     /// Sends are ignored: not recorded, not acked, not delivered.
     pub drop_sends: bool,
+    /// Lines still to be written verbatim, each once, to the next session that
+    /// writes a frame, just before that frame: garbage a client must survive.
+    /// Absent from the JSON while none is pending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raw_lines: Vec<String>,
 }
 
 /// A partial update of [`Faults`]: absent fields keep their value.
@@ -24,6 +30,8 @@ pub struct FaultsUpdate {
     pub ack_delay_ms: Option<u64>,
     /// New value of [`Faults::drop_sends`].
     pub drop_sends: Option<bool>,
+    /// Appended to [`Faults::raw_lines`].
+    pub raw_lines: Option<Vec<String>>,
 }
 
 impl Faults {
@@ -38,6 +46,14 @@ impl Faults {
         if let Some(drop) = update.drop_sends {
             self.drop_sends = drop;
         }
+        if let Some(lines) = update.raw_lines {
+            self.raw_lines.extend(lines);
+        }
+    }
+
+    /// The pending raw lines, which are then no longer pending.
+    pub fn take_raw_lines(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.raw_lines)
     }
 }
 
@@ -47,8 +63,21 @@ mod tests {
 
     #[test]
     fn partial_update_changes_only_the_fields_it_names() {
-        let mut faults = Faults { refuse_sessions: true, ack_delay_ms: 5, drop_sends: false };
+        let mut faults = Faults { refuse_sessions: true, ack_delay_ms: 5, drop_sends: false, raw_lines: Vec::new() };
         faults.apply(serde_json::from_str(r#"{"drop_sends":true}"#).unwrap());
-        assert_eq!(faults, Faults { refuse_sessions: true, ack_delay_ms: 5, drop_sends: true });
+        let expected = Faults { refuse_sessions: true, ack_delay_ms: 5, drop_sends: true, raw_lines: Vec::new() };
+        assert_eq!(faults, expected);
+    }
+
+    #[test]
+    fn raw_lines_queue_up_and_are_taken_once() {
+        let mut faults = Faults::default();
+        faults.apply(serde_json::from_str(r#"{"raw_lines":["not json"]}"#).unwrap());
+        faults.apply(serde_json::from_str(r#"{"raw_lines":["{"]}"#).unwrap());
+        assert_eq!(serde_json::to_value(&faults).unwrap()["raw_lines"], serde_json::json!(["not json", "{"]));
+        assert_eq!(faults.take_raw_lines(), vec!["not json".to_string(), "{".to_string()]);
+        assert!(faults.take_raw_lines().is_empty());
+        // Nothing pending: the JSON keeps its old shape.
+        assert!(serde_json::to_value(&faults).unwrap().get("raw_lines").is_none());
     }
 }

@@ -159,6 +159,15 @@ impl LiveSession {
                 },
             };
             let kicked = matches!(outgoing, ServerFrame::Kicked { .. });
+            // Garbage from the `raw_lines` fault goes out verbatim, before the frame.
+            let raw_lines = self.shared.state().take_raw_lines();
+            for raw in raw_lines {
+                match timeout_at(deadline, lines.send(raw)).await {
+                    Err(_) => return Ending::kicked("keepalive timeout"),
+                    Ok(Err(error)) => return Ending::silent(format!("write error: {error}")),
+                    Ok(Ok(())) => {}
+                }
+            }
             // A client that takes no frames until the keepalive deadline is as
             // dead as one that sends no pongs.
             match timeout_at(deadline, lines.send(encode(&outgoing))).await {

@@ -463,6 +463,12 @@ impl SimState {
         self.faults.clone()
     }
 
+    /// The raw lines of the `raw_lines` fault, for the session about to write:
+    /// each goes out once, to whichever session takes it.
+    pub fn take_raw_lines(&mut self) -> Vec<String> {
+        self.faults.take_raw_lines()
+    }
+
     /// Lifts every ban in force and forgets conflicts that had not banned yet,
     /// so manual play can start over. The history stays. Returns how many
     /// bans were lifted.

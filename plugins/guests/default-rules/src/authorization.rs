@@ -31,7 +31,7 @@ pub struct Denial {
 /// The one path anonymous callers may reach.
 const LOGIN_PATH: &str = "/v1/users/login";
 /// Endpoint roots (the root and everything below it) for admins only.
-const ADMIN_ROOTS: [&str; 3] = ["/v1/settings", "/v1/plugins", "/v1/account"];
+const ADMIN_ROOTS: [&str; 4] = ["/v1/settings", "/v1/plugins", "/v1/account", "/v1/support"];
 
 /// Paths the API key (besides users) may reach.
 pub fn apikey_path(path: &str) -> bool {
@@ -68,6 +68,7 @@ mod tests {
     fn admin_roots_cover_their_subtree_only() {
         assert!(admin_path("/v1/settings"));
         assert!(admin_path("/v1/plugins/router"));
+        assert!(admin_path("/v1/support"));
         assert!(!admin_path("/v1/settingsx"));
         assert!(!admin_path("/v1/messages"));
     }
