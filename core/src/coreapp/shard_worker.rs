@@ -172,7 +172,6 @@ impl ShardWorker {
                 self.pause(backoff).await;
             }
         }
-        self.signals.set_open(false);
     }
 
     /// Sends one batch, or waits for work; false when the session closed.
