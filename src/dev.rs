@@ -64,11 +64,16 @@ pub async fn run(config: DevConfig) -> anyhow::Result<()> {
     // One fresh secret for this cluster's control plane, handed to every
     // node through its environment (never its arguments, which `ps` shows).
     let secret = ClusterSecret::generate();
+    // Every node shares one media directory, as they share NFS in production.
+    let media_dir = config.data_dir.join("media");
     let mut nodes: Vec<NodeProcess> = Vec::new();
     let start = |name: String, args: Vec<String>| {
         let sink = LogSink { file: logs.join(format!("{name}.log")), echo: true };
         let exe = exe.clone();
-        let env = vec![(SECRET_ENV.to_string(), secret.expose().to_string())];
+        let env = vec![
+            (SECRET_ENV.to_string(), secret.expose().to_string()),
+            ("WA_MEDIA_DIR".to_string(), media_dir.display().to_string()),
+        ];
         async move { start_node(&exe, &NodeSpec { name, args, env }, &sink, Duration::from_secs(60)).await }
     };
     let outcome: anyhow::Result<()> = async {

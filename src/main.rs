@@ -3,10 +3,12 @@
 //! - `webapp`, `master`, `coreapp`: the three node roles of a cluster;
 //! - `upstream-sim`: the strict upstream simulator that judges correctness;
 //! - `dev`: a whole cluster on this machine, on the embedded SQLite database;
-//! - `status`: the cluster as one table, read from the database.
+//! - `status`: the cluster as one table, read from the database;
+//! - `webhook-echo`: a tiny webhook receiver that prints each callback.
 
 mod dev;
 mod status;
+mod webhook_echo;
 
 use clap::{Parser, Subcommand};
 use shardgate_plugins::{HostConfig, PluginHost, PluginKind};
@@ -31,11 +33,13 @@ enum Command {
     /// Hold, when primary for a shard, its one upstream session.
     Coreapp(shardgate_core::coreapp::CoreappConfig),
     /// Run the strict upstream simulator with its JSON inspection API.
-    UpstreamSim(shardgate_core::upstream::sim::SimConfig),
+    UpstreamSim(shardgate_upstream_sim::SimConfig),
     /// Start a whole cluster as separate processes on SQLite: sim, masters, coreapps, webapp.
     Dev(dev::DevConfig),
     /// Print the cluster as one table (or JSON), read from the database.
     Status(status::StatusConfig),
+    /// Receive webhooks: print each callback as one JSON line, answer 200.
+    WebhookEcho(webhook_echo::WebhookEchoConfig),
 }
 
 /// Where a node finds plugins of its own (see `shardgate::plugin_sync`).
@@ -93,9 +97,10 @@ fn main() -> ExitCode {
                 shardgate_core::master::run(a.config, host.health()).await
             }
             Command::Coreapp(c) => shardgate_core::coreapp::run(c).await,
-            Command::UpstreamSim(c) => shardgate_core::upstream::sim::run(c).await,
+            Command::UpstreamSim(c) => shardgate_upstream_sim::run(c).await,
             Command::Dev(c) => dev::run(c).await,
             Command::Status(c) => status::run(c).await,
+            Command::WebhookEcho(c) => webhook_echo::run(c).await,
         }
     });
     match result {

@@ -9,8 +9,8 @@
 //! A plugin the host unloaded for failing repeatedly is not loaded again
 //! until different bytes are uploaded, so a broken plugin cannot flap.
 
-use sha2::{Digest, Sha256};
 use shardgate_core::cluster::Settings;
+use shardgate_core::digest::sha256_hex;
 use shardgate_core::store::Store;
 use shardgate_plugins::{PluginHost, PluginKind};
 use std::collections::{HashMap, HashSet};
@@ -59,7 +59,7 @@ async fn sync_once(
         let wanted = match uploaded.get(kind.as_str()) {
             Some(sha) => Wanted::Cluster(sha.clone()),
             None => match read_file(plugins_dir, kind) {
-                Some((path, bytes)) => Wanted::File { sha256: hex(&bytes), path, bytes },
+                Some((path, bytes)) => Wanted::File { sha256: sha256_hex(&bytes), path, bytes },
                 None => Wanted::Default,
             },
         };
@@ -103,10 +103,6 @@ async fn sync_once(
 fn read_file(dir: Option<&PathBuf>, kind: PluginKind) -> Option<(PathBuf, Vec<u8>)> {
     let path = dir?.join(format!("{}.wasm", kind.as_str()));
     std::fs::read(&path).ok().map(|bytes| (path, bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Gives the plugins the settings in force, as JSON texts, when they change.

@@ -13,7 +13,8 @@ use harness::{poll_until, start, Cluster, ClusterSpec};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shardgate_core::config::DbEngine;
-use shardgate_gateway::auth::{create_user, Role};
+use shardgate_core::policy::UserRole;
+use shardgate_gateway::auth::create_user;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -199,7 +200,7 @@ async fn onprem_error(response: reqwest::Response) -> u64 {
 /// The cluster, with the USER-role operator created.
 async fn cluster_with_operator() -> Option<Cluster> {
     let cluster = start(spec()).await?;
-    create_user(&cluster.store, OPERATOR, OPERATOR_PASSWORD, Role::User).await.expect("operator created");
+    create_user(&cluster.store, OPERATOR, OPERATOR_PASSWORD, UserRole::User).await.expect("operator created");
     Some(cluster)
 }
 

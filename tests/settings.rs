@@ -10,19 +10,6 @@ use shardgate_core::config::DbEngine;
 use std::time::Duration;
 use tokio::time::Instant;
 
-async fn node_versions(cluster: &harness::Cluster) -> Vec<(String, Option<i64>)> {
-    let mut versions = Vec::new();
-    for node in cluster.masters.iter().chain(cluster.coreapps.iter()) {
-        let url = format!("http://{}/control/status", node.ready_str("control_addr"));
-        let status: Option<Value> = match cluster.http.get(url).bearer_auth(&cluster.cluster_secret).send().await {
-            Ok(r) => r.json().await.ok(),
-            Err(_) => None,
-        };
-        versions.push((node.name.clone(), status.and_then(|s| s["settings_version"].as_i64())));
-    }
-    versions
-}
-
 async fn patch(cluster: &harness::Cluster, body: Value) -> reqwest::Response {
     cluster
         .http
@@ -53,7 +40,7 @@ async fn settings_reach_every_node(engine: DbEngine) {
     // generous enough for a loaded two-core machine.
     let bound = Duration::from_secs_f64(cluster.spec.heartbeat_interval) + Duration::from_secs(2);
     let elapsed = wait_for("every node to run the new settings", bound, || async {
-        let versions = node_versions(&cluster).await;
+        let versions = cluster.node_settings_versions().await;
         versions.iter().all(|(_, v)| *v == Some(version)).then(|| changed_at.elapsed())
     })
     .await;

@@ -44,6 +44,25 @@ pub enum UserRole {
     User,
 }
 
+impl UserRole {
+    /// The role as the users table stores it; anything unknown gets the least rights.
+    pub fn from_stored(role: &str) -> UserRole {
+        if role == "admin" {
+            UserRole::Admin
+        } else {
+            UserRole::User
+        }
+    }
+
+    /// The role as the users table stores it (and the on-prem API names it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::Admin => "admin",
+            UserRole::User => "user",
+        }
+    }
+}
+
 /// Who is calling, as the gateway authenticated them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {

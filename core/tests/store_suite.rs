@@ -15,7 +15,9 @@
 
 use futures::FutureExt;
 use shardgate_core::config::{DbConfig, DbEngine};
+use shardgate_core::store::contacts::{ContactRow, ContactStatus, CONTACT_RESULT_TTL_MS};
 use shardgate_core::store::master_lease::MasterAuth;
+use shardgate_core::store::media::{MediaOrigin, MediaRecord};
 use shardgate_core::store::messages::{InboundMessage, MessageStatus, NewMessage};
 use shardgate_core::store::nodes::NodeRecord;
 use shardgate_core::store::plugins::StoredPlugin;
@@ -147,6 +149,18 @@ store_cases! {
         sqlite_plugins_round_trip_binary_components_one_per_kind,
         postgres_plugins_round_trip_binary_components_one_per_kind,
         mariadb_plugins_round_trip_binary_components_one_per_kind;
+    case_media =>
+        sqlite_media_rows_round_trip_and_delete_once,
+        postgres_media_rows_round_trip_and_delete_once,
+        mariadb_media_rows_round_trip_and_delete_once;
+    case_contacts =>
+        sqlite_contact_checks_queue_per_shard_and_results_age_on_the_database_clock,
+        postgres_contact_checks_queue_per_shard_and_results_age_on_the_database_clock,
+        mariadb_contact_checks_queue_per_shard_and_results_age_on_the_database_clock;
+    case_inbound_lookup =>
+        sqlite_inbound_messages_read_back_by_id,
+        postgres_inbound_messages_read_back_by_id,
+        mariadb_inbound_messages_read_back_by_id;
 }
 
 // ---------------------------------------------------------------------------
@@ -668,4 +682,92 @@ async fn case_plugins(store: &Store, _: &DbConfig) {
     assert!(store.delete_plugin("router").await.unwrap());
     assert!(!store.delete_plugin("router").await.unwrap());
     assert!(store.plugin_digests().await.unwrap().is_empty());
+}
+
+async fn case_media(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    let before = store.now_ms().await.unwrap();
+    let record = MediaRecord {
+        id: "4b5bf27b-8672-4d55-bc21-d096dc200d0f".into(),
+        mime_type: "audio/ogg; codecs=opus".into(),
+        sha256: "ab".repeat(32),
+        size: 64 << 20,
+        origin: MediaOrigin::Inbound,
+        created_at: 0,
+    };
+    store.insert_media(&record).await.unwrap();
+    assert!(store.insert_media(&record).await.is_err(), "an id is recorded once");
+    let stored = store.media(&record.id).await.unwrap().expect("recorded");
+    assert!(stored.created_at >= before, "stamped by the database clock");
+    assert_eq!(stored, MediaRecord { created_at: stored.created_at, ..record.clone() });
+    assert_eq!(store.media("nope").await.unwrap(), None);
+    assert!(store.delete_media(&record.id).await.unwrap());
+    assert!(!store.delete_media(&record.id).await.unwrap());
+    assert_eq!(store.media(&record.id).await.unwrap(), None);
+}
+
+async fn case_contacts(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    let inputs: Vec<String> = vec!["+1 555 0100".into(), "15550101".into(), "15550102".into()];
+    assert!(store.cached_contacts(&inputs, CONTACT_RESULT_TTL_MS).await.unwrap().is_empty());
+    let checks: Vec<(String, u32)> = vec![(inputs[0].clone(), 1), (inputs[1].clone(), 0), (inputs[2].clone(), 1)];
+    store.request_contact_checks(&checks).await.unwrap();
+    store.request_contact_checks(&[(inputs[0].clone(), 0)]).await.unwrap();
+    assert_eq!(store.pending_contact_checks(1, 10).await.unwrap(), vec![inputs[0].clone(), inputs[2].clone()]);
+    assert_eq!(
+        store.pending_contact_checks(0, 10).await.unwrap(),
+        vec![inputs[1].clone()],
+        "queued once, on its shard"
+    );
+    assert_eq!(store.pending_contact_checks(1, 1).await.unwrap().len(), 1, "limit");
+
+    let valid = ContactRow {
+        input: inputs[0].clone(),
+        status: ContactStatus::Valid,
+        wa_id: Some("15550100".into()),
+        checked_at: 0,
+    };
+    let invalid = ContactRow { input: inputs[2].clone(), status: ContactStatus::Invalid, wa_id: None, checked_at: 0 };
+    let before = store.now_ms().await.unwrap();
+    store.record_contact_results(&[valid.clone(), invalid.clone()]).await.unwrap();
+    assert!(store.pending_contact_checks(1, 10).await.unwrap().is_empty(), "recorded checks leave the queue");
+    assert_eq!(store.pending_contact_checks(0, 10).await.unwrap(), vec![inputs[1].clone()]);
+    let mut cached = store.cached_contacts(&inputs, CONTACT_RESULT_TTL_MS).await.unwrap();
+    cached.sort_by(|a, b| a.input.cmp(&b.input));
+    assert_eq!(cached.len(), 2);
+    assert!(cached.iter().all(|c| c.checked_at >= before), "stamped by the database clock: {cached:?}");
+    assert_eq!(cached[0], ContactRow { checked_at: cached[0].checked_at, ..valid.clone() });
+    assert_eq!(cached[1], ContactRow { checked_at: cached[1].checked_at, ..invalid });
+
+    // A newer result replaces the older one; results age on the database clock.
+    let changed = ContactRow { status: ContactStatus::Invalid, wa_id: None, ..valid };
+    store.record_contact_results(&[changed]).await.unwrap();
+    let again = store.cached_contacts(&inputs[..1], CONTACT_RESULT_TTL_MS).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].status, ContactStatus::Invalid);
+    wait_database_clock_past(store, again[0].checked_at + 50).await;
+    assert!(store.cached_contacts(&inputs[..1], 20).await.unwrap().is_empty(), "older than the max age");
+
+    // More inputs than one statement takes.
+    let many: Vec<String> = (0..1200).map(|i| format!("1666{i:07}")).collect();
+    let rows: Vec<ContactRow> = many
+        .iter()
+        .map(|i| ContactRow { input: i.clone(), status: ContactStatus::Valid, wa_id: Some(i.clone()), checked_at: 0 })
+        .collect();
+    store.record_contact_results(&rows).await.unwrap();
+    assert_eq!(store.cached_contacts(&many, CONTACT_RESULT_TTL_MS).await.unwrap().len(), 1200);
+}
+
+async fn case_inbound_lookup(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    let inbound = InboundMessage {
+        id: "ABGGFlA5FpafAgo6EhoNtrtPzjp".into(),
+        sender: "15551230000".into(),
+        body: "hola".into(),
+        timestamp_s: 1_700_000_000,
+        shard: 3,
+    };
+    assert_eq!(store.inbound_message(&inbound.id).await.unwrap(), None);
+    store.store_inbound(&inbound).await.unwrap();
+    assert_eq!(store.inbound_message(&inbound.id).await.unwrap(), Some(inbound));
 }

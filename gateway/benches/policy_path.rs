@@ -27,11 +27,12 @@ use criterion::Criterion;
 use futures::future::join_all;
 use shardgate_core::control::ControlClient;
 use shardgate_core::control_auth::ClusterSecret;
+use shardgate_core::media_dir::MediaDir;
 use shardgate_core::policy::{
     AuthRequest, AuthorizationPolicy, HashRouter, OnPremAuthorizer, Principal, RouteRequest, RoutingPolicy, UserRole,
 };
 use shardgate_core::testing::sqlite_cluster_store;
-use shardgate_gateway::auth::{self, Role};
+use shardgate_gateway::auth;
 use shardgate_gateway::{router, AppState};
 use shardgate_plugins::{HostConfig, PluginHost};
 use std::fmt::Write as _;
@@ -238,11 +239,13 @@ impl Drop for TempDb {
 async fn webapp(host: &PluginHost, native: bool) -> (Router, String, TempDb) {
     let dir = std::env::temp_dir().join(format!("shardgate-policy-bench-{}", uuid::Uuid::new_v4().simple()));
     let store = sqlite_cluster_store(&dir, SHARDS).await.expect("the database opens");
-    auth::create_user(&store, "ana", "Str0ng!Passw0rd", Role::User).await.unwrap();
+    auth::create_user(&store, "ana", "Str0ng!Passw0rd", UserRole::User).await.unwrap();
     let token = auth::new_token();
     let expires = store.now_ms().await.unwrap() + 86_400_000;
     store.insert_token(&auth::token_hash(&token), "ana", expires).await.unwrap();
-    let mut state = AppState::new(store, ControlClient::new(&ClusterSecret::generate()), None, "bench", host.clone());
+    let media = MediaDir::create(dir.join("media")).expect("the media directory opens");
+    let control = ControlClient::new(&ClusterSecret::generate());
+    let mut state = AppState::new(store, media, control, None, "bench", host.clone());
     if native {
         state = state.with_policies(Arc::new(HashRouter), Arc::new(OnPremAuthorizer));
     }

@@ -14,8 +14,8 @@
 //! - Tokens are 32 random bytes (base64url); the store keeps only their
 //!   SHA-256, so a database dump yields no usable token.
 
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorKind};
+use crate::state::AppState;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -26,12 +26,13 @@ use axum::response::Response;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
+use shardgate_core::digest::sha256_hex;
 use shardgate_core::policy::{AuthRequest, AuthVerdict, Principal, UserRole};
 use shardgate_core::store::users::UserRecord;
 use shardgate_core::store::Store;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 /// The user created at first start, as in the on-prem client.
@@ -39,58 +40,10 @@ pub const DEFAULT_ADMIN: &str = "admin";
 /// Its password, which the first login must change.
 pub const DEFAULT_PASSWORD: &str = "secret";
 
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Everything, including settings.
-    Admin,
-    /// Everything but settings.
-    User,
-}
-
-impl Role {
-    /// The stored role; anything unknown gets the least rights.
-    pub fn from_stored(role: &str) -> Role {
-        if role == "admin" {
-            Role::Admin
-        } else {
-            Role::User
-        }
-    }
-}
-
-/// The authenticated caller of a request, put there by [`authenticate`].
+/// The authenticated caller of a request, put there by [`authenticate`]:
+/// the policy's [`Principal`], as an extractor for handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// A user holding a bearer token.
-    User {
-        /// Login name.
-        username: String,
-        /// Its role.
-        role: Role,
-    },
-    /// The holder of `WA_API_KEY`.
-    ApiKey,
-    /// No credentials at all (the default authorizer lets none through).
-    Anonymous,
-}
-
-impl Caller {
-    /// The caller as the authorization policy sees it.
-    pub fn principal(&self) -> Principal {
-        match self {
-            Caller::User { username, role } => Principal::User {
-                name: username.clone(),
-                role: match role {
-                    Role::Admin => UserRole::Admin,
-                    Role::User => UserRole::User,
-                },
-            },
-            Caller::ApiKey => Principal::ApiKey,
-            Caller::Anonymous => Principal::Anonymous,
-        }
-    }
-}
+pub struct Caller(pub Principal);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
@@ -119,7 +72,7 @@ pub const UNKNOWN_CLIENT: &str = "unknown";
 
 /// Tower middleware: authenticates the request and stores its [`Caller`].
 /// Bad credentials are refused here (401); a request without credentials
-/// goes on as [`Caller::Anonymous`], for the authorizer to refuse.
+/// goes on as an anonymous caller, for the authorizer to refuse.
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
@@ -131,17 +84,17 @@ pub async fn authenticate(
             bearer_caller(&state.store, credentials).await?
         } else if scheme.eq_ignore_ascii_case("apikey") {
             let configured = state.api_key.as_deref().unwrap_or("");
-            if configured.is_empty() || !constant_time_eq(configured.as_bytes(), credentials.as_bytes()) {
+            if configured.is_empty() || !bool::from(configured.as_bytes().ct_eq(credentials.as_bytes())) {
                 return Err(ApiError::unauthenticated("the API key is not valid"));
             }
-            Caller::ApiKey
+            Caller(Principal::ApiKey)
         } else {
             return Err(ApiError::unauthenticated(format!(
                 "unknown authorization scheme {scheme:?}; use Authorization: Bearer <token>"
             )));
         }
     } else {
-        Caller::Anonymous
+        Caller(Principal::Anonymous)
     };
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
@@ -161,7 +114,7 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
         .cloned()
         .ok_or_else(|| ApiError::internal("the authorization layer is mounted outside the authentication layer"))?;
     let asked = auth_request(&request);
-    match state.authorizer.authorize(&caller.principal(), &asked) {
+    match state.authorizer.authorize(&caller.0, &asked) {
         AuthVerdict::Allow => Ok(next.run(request).await),
         AuthVerdict::Deny { status, reason } => {
             let kind = match status {
@@ -222,7 +175,7 @@ async fn bearer_caller(store: &Store, token: &str) -> Result<Caller, ApiError> {
             format!("the password of {} must be changed before anything else: log in with new_password", user.username),
         ));
     }
-    Ok(Caller::User { role: Role::from_stored(&user.role), username: user.username })
+    Ok(Caller(Principal::User { role: UserRole::from_stored(&user.role), name: user.username }))
 }
 
 /// The token of an `Authorization: Bearer` header, if the request has one.
@@ -395,7 +348,7 @@ pub fn new_token() -> String {
 
 /// What the store keeps of a token: its SHA-256, hex.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(token.as_bytes())
 }
 
 /// Creates `admin`/`secret` (password change required) unless it exists.
@@ -405,26 +358,26 @@ pub async fn ensure_default_admin(store: &Store) -> anyhow::Result<()> {
         return Ok(());
     }
     let password_hash = hash_password(DEFAULT_PASSWORD).await?;
-    let admin =
-        UserRecord { username: DEFAULT_ADMIN.to_string(), password_hash, role: "admin".to_string(), must_change: true };
+    let admin = UserRecord {
+        username: DEFAULT_ADMIN.to_string(),
+        password_hash,
+        role: UserRole::Admin.as_str().to_string(),
+        must_change: true,
+    };
     store.ensure_user(&admin).await?;
     Ok(())
 }
 
 /// Creates a user with an already chosen password (no change required).
-pub async fn create_user(store: &Store, username: &str, password: &str, role: Role) -> anyhow::Result<()> {
+pub async fn create_user(store: &Store, username: &str, password: &str, role: UserRole) -> anyhow::Result<()> {
     let user = UserRecord {
         username: username.to_string(),
         password_hash: hash_password(password).await?,
-        role: if role == Role::Admin { "admin" } else { "user" }.to_string(),
+        role: role.as_str().to_string(),
         must_change: false,
     };
     store.ensure_user(&user).await?;
     Ok(())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! [`ApiJson`]: the JSON body extractor of every endpoint. It answers bad
-//! bodies with on-prem errors that name the problem, instead of axum's plain
-//! text rejections.
+//! bodies with on-prem errors that name the problem and the field, by its
+//! path in the body (`template.components[0].index: invalid type ...`),
+//! instead of axum's plain text rejections.
 
 use crate::error::{ApiError, ErrorKind};
 use axum::body::Bytes;
@@ -40,8 +41,20 @@ where
                 format!("the body must be JSON sent with Content-Type: application/json, not {content_type:?}"),
             ));
         }
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| json_refused(&e))
+        parse(&bytes).map(ApiJson)
     }
+}
+
+/// The body as a `T`, or the on-prem error naming what is wrong and where.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().iter().next().map(|_| e.path().to_string());
+        json_refused(path, e.inner())
+    })?;
+    // Trailing data after the value, as `serde_json::from_slice` refuses it.
+    json.end().map_err(|e| json_refused(None, &e))?;
+    Ok(value)
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -60,16 +73,21 @@ fn body_unreadable(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// Maps a serde error to the on-prem code of its cause.
-fn json_refused(e: &serde_json::Error) -> ApiError {
+/// Maps a serde error to the on-prem code of its cause; `path` is where in
+/// the body it happened, `None` at the top.
+fn json_refused(path: Option<String>, e: &serde_json::Error) -> ApiError {
     use serde_json::error::Category;
-    let message = e.to_string();
+    let cause = e.to_string();
+    let message = match path {
+        Some(path) => format!("{path}: {cause}"),
+        None => cause.clone(),
+    };
     match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => {
             ApiError::new(ErrorKind::InvalidRequest, format!("the body is not valid JSON: {message}"))
         }
-        Category::Data if message.starts_with("unknown field") => ApiError::new(ErrorKind::UnknownParameter, message),
-        Category::Data if message.starts_with("missing field") => ApiError::missing(message),
+        Category::Data if cause.starts_with("unknown field") => ApiError::new(ErrorKind::UnknownParameter, message),
+        Category::Data if cause.starts_with("missing field") => ApiError::missing(message),
         Category::Data => ApiError::invalid(message),
     }
 }
@@ -83,18 +101,37 @@ mod tests {
     #[allow(dead_code)]
     struct Probe {
         to: String,
+        inner: Option<Vec<Inner>>,
     }
 
-    fn refused(json: &str) -> ErrorKind {
-        json_refused(&serde_json::from_str::<Probe>(json).unwrap_err()).kind
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u32,
+    }
+
+    fn refused(json: &str) -> ApiError {
+        parse::<Probe>(json.as_bytes()).unwrap_err()
     }
 
     #[test]
     fn serde_failures_map_to_the_code_of_their_cause() {
-        assert_eq!(refused("{\"to\":"), ErrorKind::InvalidRequest);
-        assert_eq!(refused("{\"to\":\"1\",\"x\":1}"), ErrorKind::UnknownParameter);
-        assert_eq!(refused("{}"), ErrorKind::MissingParameter);
-        assert_eq!(refused("{\"to\":5}"), ErrorKind::InvalidParameter);
+        assert_eq!(refused("{\"to\":").kind, ErrorKind::InvalidRequest);
+        assert_eq!(refused("{\"to\":\"1\",\"x\":1}").kind, ErrorKind::UnknownParameter);
+        assert_eq!(refused("{}").kind, ErrorKind::MissingParameter);
+        assert_eq!(refused("{\"to\":5}").kind, ErrorKind::InvalidParameter);
+        assert_eq!(refused("{\"to\":\"1\"} x").kind, ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn nested_failures_name_the_field_by_its_path() {
+        let wrong = refused("{\"to\":\"1\",\"inner\":[{\"n\":1},{\"n\":\"two\"}]}");
+        assert_eq!(wrong.kind, ErrorKind::InvalidParameter);
+        assert!(wrong.details.starts_with("inner[1].n: "), "{}", wrong.details);
+        let unknown = refused("{\"to\":\"1\",\"inner\":[{\"n\":1,\"m\":2}]}");
+        assert_eq!(unknown.kind, ErrorKind::UnknownParameter);
+        assert!(unknown.details.contains("inner[0]") && unknown.details.contains("`m`"), "{}", unknown.details);
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Shardgate webapp: the on-prem v1 REST API in front of the cluster.
 //!
-//! - [`app`]: the router and its layers, assembled in one function ([`router`]).
+//! - [`app`]: the router and its layers, assembled in one function ([`router`]);
+//!   the only module that knows the handlers.
 //! - [`api`]: one file per endpoint, each as request type, handler, response type.
+//! - [`state`]: [`AppState`], what every handler and middleware shares.
+//! - [`views`]: JSON shapes and formats several endpoints answer with (`meta`,
+//!   on-prem timestamps, a plugin's view).
 //! - [`auth`]: passwords, bearer tokens, the API key, and the two auth layers:
 //!   who is calling (authentication), then whether they may (the authorizer plugin).
 //! - [`routing`]: a message's shard (the router plugin), and the wake-up of that shard's owner.
@@ -12,9 +16,17 @@
 //! - [`login_limits`]: the login budgets per client address and per user name.
 //! - [`error`]: the one error type, in the on-prem format, with the code table.
 //!
+//! Dependencies point one way, with no cycle: `app` → `api` → `auth` →
+//! `state` → (`routing`, `login_limits`, `metrics`) → `error`; `views`,
+//! `extract`, `cluster_view` and `request_head` sit beside them and import
+//! nothing above. Who is calling is core's `Principal` (in the
+//! [`auth::Caller`] extractor); the users table's role text maps to it in
+//! `UserRole` alone.
+//!
 //! The webapp holds no cluster state of its own: messages go durably into the
 //! shard's outbox in the database and the shard's primary coreapp sends them,
-//! so any number of webapps can run, and one can die at any time.
+//! and media live in the media directory every node mounts, so any number of
+//! webapps can run, and one can die at any time.
 //!
 //! Authorization and routing are policies (`shardgate_core::policy`) answered
 //! by the WebAssembly plugins of a [`PluginHost`]; the built-in rules run as
@@ -32,13 +44,17 @@ pub mod login_limits;
 pub mod metrics;
 pub mod request_head;
 pub mod routing;
+pub mod state;
+pub mod views;
 
-pub use app::{router, AppState};
+pub use app::router;
+pub use state::AppState;
 
 use anyhow::Context;
 use serde_json::json;
 use shardgate_core::control::ControlClient;
 use shardgate_core::http_server::{self, ConnectionLimits};
+use shardgate_core::media_dir::{MediaDir, MediaDirArgs};
 use shardgate_core::node::{wait_for_schema, NodeIdentity};
 use shardgate_core::store::Store;
 use shardgate_plugins::{HostConfig, PluginHost};
@@ -54,6 +70,9 @@ pub struct WebappConfig {
     /// The shared database.
     #[command(flatten)]
     pub db: shardgate_core::config::DbConfig,
+    /// The media directory every node shares.
+    #[command(flatten)]
+    pub media: MediaDirArgs,
     /// Address the REST API listens on.
     #[arg(long, env = "WEBAPP_LISTEN", default_value = "0.0.0.0:9090")]
     pub listen: SocketAddr,
@@ -88,6 +107,8 @@ pub async fn run_with(config: WebappConfig, plugins: PluginHost) -> anyhow::Resu
     shardgate_core::config::log_ignored_official_env();
     let secret = config.cluster.require().map_err(anyhow::Error::msg)?;
     let store = Store::connect(&config.db).await.context("cannot connect to the database")?;
+    let media =
+        MediaDir::create(config.media.resolve(&config.db.data_dir)).context("cannot open the media directory")?;
     wait_for_schema(&store, "webapp").await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -100,7 +121,7 @@ pub async fn run_with(config: WebappConfig, plugins: PluginHost) -> anyhow::Resu
     tokio::spawn(write_liveness(store.clone(), identity.clone()));
 
     let control = ControlClient::new(&secret);
-    let state = AppState::new(store, control, config.api_key, identity.node_id.as_str(), plugins);
+    let state = AppState::new(store, media, control, config.api_key, identity.node_id.as_str(), plugins);
     let app = router(state.with_login_limits(&config.login));
     tracing::info!(node_id = %identity.node_id, "webapp serving the REST API on {api_addr}");
     shardgate_core::ready::announce(&json!({

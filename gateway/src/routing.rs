@@ -1,6 +1,6 @@
-//! Where a message goes: its shard (the routing policy, i.e. the router
-//! plugin, over the cluster's shard count) and, once it is stored, a
-//! best-effort wake-up of that shard's owner.
+//! Where a message (or a contact check) goes: its shard (the routing
+//! policy, i.e. the router plugin, over the cluster's shard count) and, once
+//! it is stored, a best-effort wake-up of that shard's owner.
 //!
 //! The wake only shortens the delay before the owner sends: the outbox in the
 //! database is the real hand-off, so a failed or skipped wake loses nothing.
@@ -56,21 +56,38 @@ impl ShardRouter {
     /// The policy call is synchronous, on this worker thread; the plugin host
     /// bounds it by its deadline and answers a failed call with the native rule.
     pub async fn shard_of(&self, message: &RouteRequest) -> Result<u32, ApiError> {
+        let shards = self.shard_count().await?;
+        self.route(message, shards)
+    }
+
+    /// The shards of several requests (a contact check's inputs), under one
+    /// reading of the shard count.
+    pub async fn shards_of(&self, messages: &[RouteRequest]) -> Result<Vec<u32>, ApiError> {
+        let shards = self.shard_count().await?;
+        messages.iter().map(|message| self.route(message, shards)).collect()
+    }
+
+    async fn shard_count(&self) -> Result<u32, ApiError> {
         let info = self.store.cluster_info().await?.ok_or_else(|| {
             ApiError::new(
                 ErrorKind::ServiceNotReady,
                 "the cluster has no shard count yet: start a master so that it sets up the cluster",
             )
         })?;
-        match self.policy.route(message, info.shards) {
+        Ok(info.shards)
+    }
+
+    fn route(&self, message: &RouteRequest, shards: u32) -> Result<u32, ApiError> {
+        match self.policy.route(message, shards) {
             // The plugin host already checks the range; a policy put in by
             // other code is held to the same contract.
-            Route::Shard(shard) if shard < info.shards.max(1) => Ok(shard),
+            Route::Shard(shard) if shard < shards.max(1) => Ok(shard),
             Route::Shard(shard) => Err(ApiError::internal(format!(
-                "the routing policy answered shard {shard} of a cluster of {} shards",
-                info.shards
+                "the routing policy answered shard {shard} of a cluster of {shards} shards"
             ))),
-            Route::Refuse(reason) => Err(ApiError::invalid(format!("the router refused the message: {reason}"))),
+            Route::Refuse(reason) => {
+                Err(ApiError::invalid(format!("the router refused {} ({}): {reason}", message.recipient, message.kind)))
+            }
         }
     }
 

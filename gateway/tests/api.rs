@@ -5,174 +5,23 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shardgate_core::cluster::Settings;
 use shardgate_core::config::{DbConfig, DbEngine};
-use shardgate_core::control::{ControlClient, HeldShard, NodeStatus, Wake};
-use shardgate_core::control_auth::{require_cluster_secret, ClusterSecret, ClusterSecretArgs, ControlGuard};
+use shardgate_core::control_auth::ClusterSecretArgs;
+use shardgate_core::media_dir::MediaDirArgs;
+use shardgate_core::policy::UserRole;
 use shardgate_core::routing::default_shard;
-use shardgate_core::store::nodes::NodeRecord;
 use shardgate_core::store::users::UserRecord;
-use shardgate_core::store::Store;
-use shardgate_core::testing::sqlite_cluster_store;
-use shardgate_gateway::auth::{self, Role};
-use shardgate_gateway::{router, AppState};
-use shardgate_plugins::{HostConfig, PluginHost};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use shardgate_gateway::auth;
 use std::time::Duration;
 
-const API_KEY: &str = "test-api-key";
-const NEW_PASSWORD: &str = "Str0ng!Passw0rd";
-const SHARDS: u32 = 2;
+mod support;
 
-/// A webapp serving on 127.0.0.1, over its own SQLite database.
-struct Webapp {
-    base: String,
-    store: Store,
-    http: reqwest::Client,
-    dir: PathBuf,
-}
-
-impl Drop for Webapp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Webapp {
-    async fn start() -> Webapp {
-        let dir = std::env::temp_dir().join(format!("shardgate-gateway-test-{}", uuid::Uuid::new_v4().simple()));
-        let store = sqlite_cluster_store(&dir, SHARDS).await.unwrap();
-        auth::ensure_default_admin(&store).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let plugins = PluginHost::new(HostConfig::default()).unwrap();
-        let app = router(AppState::new(store.clone(), test_control(), Some(API_KEY.into()), "webapp-test", plugins));
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        Webapp { base: format!("http://{addr}"), store, http, dir }
-    }
-
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base))
-    }
-
-    async fn login(&self, user: &str, password: &str, body: Option<Value>) -> reqwest::Response {
-        let mut request = self.request(Method::POST, "/v1/users/login").basic_auth(user, Some(password));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.unwrap()
-    }
-
-    /// Changes the default admin password and returns a token.
-    async fn admin_token(&self) -> String {
-        let response = self.login("admin", "secret", Some(json!({"new_password": NEW_PASSWORD}))).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        token_of(response).await
-    }
-
-    async fn post_message(&self, token: &str, body: &Value) -> reqwest::Response {
-        self.request(Method::POST, "/v1/messages").bearer_auth(token).json(body).send().await.unwrap()
-    }
-
-    async fn pending_ids(&self) -> Vec<String> {
-        let mut ids = Vec::new();
-        for shard in 0..SHARDS {
-            ids.extend(self.store.pending_messages(shard, 1000).await.unwrap().into_iter().map(|m| m.id));
-        }
-        ids
-    }
-}
-
-async fn token_of(response: reqwest::Response) -> String {
-    let body: Value = response.json().await.unwrap();
-    body["users"][0]["token"].as_str().unwrap().to_string()
-}
-
-/// Asserts the on-prem error shape and returns (status, code, details).
-async fn onprem_error(response: reqwest::Response) -> (StatusCode, u64, String) {
-    let status = response.status();
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
-    assert!(content_type.starts_with("application/json"), "{status}: content type {content_type}");
-    let body: Value = response.json().await.unwrap();
-    let errors = body["errors"].as_array().unwrap_or_else(|| panic!("no errors array in {body}"));
-    assert_eq!(errors.len(), 1, "{body}");
-    let error = errors[0].as_object().unwrap();
-    assert_eq!(error.len(), 3, "{body}");
-    assert!(error["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
-    let details = error["details"].as_str().unwrap_or_else(|| panic!("no details in {body}"));
-    (status, error["code"].as_u64().unwrap(), details.to_string())
-}
-
-fn text_message(to: &str, body: &str) -> Value {
-    json!({"to": to, "type": "text", "recipient_type": "individual", "text": {"body": body}})
-}
-
-/// The cluster secret of the test webapp and of the fake control APIs.
-fn test_secret() -> ClusterSecret {
-    ClusterSecret::new("gateway-tests-cluster-secret").unwrap()
-}
-
-/// The webapp's control client, carrying [`test_secret`].
-fn test_control() -> ControlClient {
-    ControlClient::new(&test_secret())
-}
-
-/// A node's control API that reports `status` and records the wakes it gets;
-/// like a real node's, it answers only calls that carry the cluster secret.
-async fn fake_control_api(status: NodeStatus) -> (String, Arc<Mutex<Vec<u32>>>) {
-    use axum::routing::{get, post};
-    let wakes = Arc::new(Mutex::new(Vec::new()));
-    let recorded = wakes.clone();
-    let app = axum::Router::new()
-        .route("/control/status", get(move || async move { axum::Json(status) }))
-        .route(
-            "/control/wake",
-            post(move |axum::Json(wake): axum::Json<Wake>| async move {
-                recorded.lock().unwrap().push(wake.shard);
-            }),
-        )
-        .layer(axum::middleware::from_fn_with_state(ControlGuard::new(test_secret()), require_cluster_secret));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, wakes)
-}
+use support::*;
 
 async fn closed_port_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     drop(listener);
     addr
-}
-
-fn coreapp_status(node_id: &str) -> NodeStatus {
-    NodeStatus {
-        node_id: node_id.into(),
-        instance_id: "i-1".into(),
-        role: "coreapp".into(),
-        gateway_status: "connected".into(),
-        version: "9.9.9".into(),
-        pid: 4242,
-        shards: vec![HeldShard { shard: 1, epoch: 3, session_open: true, session_down_ms: 0, frames_skipped: 0 }],
-        master_epoch: None,
-        settings_version: 7,
-        uptime_s: 12.5,
-    }
-}
-
-fn node_record(node_id: &str, role: &str, control_addr: &str) -> NodeRecord {
-    NodeRecord {
-        node_id: node_id.into(),
-        role: role.into(),
-        instance_id: "i-1".into(),
-        control_addr: control_addr.into(),
-        version: shardgate_core::VERSION.into(),
-        pid: 4242,
-        started_at: 0,
-        last_seen: 0,
-    }
 }
 
 // ---------------------------------------------------------------- login
@@ -220,7 +69,7 @@ async fn good_new_password_returns_a_token_valid_for_seven_days() {
     let token = user["token"].as_str().unwrap();
     assert_eq!(token.len(), 43, "32 bytes base64url: {token}");
     let expires = user["expires_after"].as_str().unwrap();
-    let expected_day = shardgate_gateway::api::login::utc_timestamp(
+    let expected_day = shardgate_gateway::views::utc_timestamp(
         webapp.store.now_ms().await.unwrap() + shardgate_gateway::api::login::TOKEN_LIFETIME_MS,
     );
     assert_eq!(expires.len(), "2024-01-01 00:00:00+00:00".len(), "{expires}");
@@ -362,7 +211,12 @@ async fn posted_message_is_in_its_shard_outbox_when_the_id_is_returned() {
     let shard = default_shard("15551234567", SHARDS);
     let pending = webapp.store.pending_messages(shard, 100).await.unwrap();
     let stored = pending.iter().find(|m| m.id == id).expect("the acknowledged message is stored");
-    assert_eq!((stored.recipient.as_str(), stored.body.as_str()), ("15551234567", "hello"));
+    // The body is the message object the coreapp sends upstream (it was the
+    // bare text before every message type was supported).
+    assert_eq!(
+        (stored.recipient.as_str(), stored.body.as_str()),
+        ("15551234567", r#"{"type":"text","text":{"body":"hello"},"preview_url":false}"#)
+    );
     // A second message gets another id.
     let again: Value = webapp.post_message(&token, &text_message("15551234567", "x")).await.json().await.unwrap();
     assert_ne!(again["messages"][0]["id"], body["messages"][0]["id"]);
@@ -384,7 +238,8 @@ async fn invalid_messages_get_onprem_errors_store_nothing_and_the_node_keeps_ser
         ("4097-char body", text_message("15551234567", &long_body), 1001),
         ("unknown field", json!({"to": "15551234567", "text": {"body": "hi"}, "priority": "high"}), 1010),
         ("unknown text field", json!({"to": "15551234567", "text": {"body": "hi", "bold": true}}), 1010),
-        ("unsupported type", json!({"to": "15551234567", "type": "image", "image": {"id": "1"}}), 1009),
+        ("ill-formed media id", json!({"to": "15551234567", "type": "image", "image": {"id": "1"}}), 1009),
+        ("unknown type", json!({"to": "15551234567", "type": "hologram"}), 1009),
         ("to as a number", json!({"to": 15551234567u64, "text": {"body": "hi"}}), 1009),
     ];
     for (case, body, expected) in json_cases {
@@ -583,7 +438,7 @@ async fn unreadable_stored_settings_are_reported_and_delete_repairs_them() {
 #[tokio::test]
 async fn user_role_cannot_read_or_change_settings() {
     let webapp = Webapp::start().await;
-    auth::create_user(&webapp.store, "carol", NEW_PASSWORD, Role::User).await.unwrap();
+    auth::create_user(&webapp.store, "carol", NEW_PASSWORD, UserRole::User).await.unwrap();
     let token = token_of(webapp.login("carol", NEW_PASSWORD, None).await).await;
     let patch = webapp
         .request(Method::PATCH, "/v1/settings/application")
@@ -692,6 +547,7 @@ async fn webapp_on_port_0_registers_its_actual_address_and_serves_there() {
             data_dir: prepared.dir.clone(),
         },
         listen: "127.0.0.1:0".parse().unwrap(),
+        media: MediaDirArgs::default(),
         api_key: None,
         node_id: Some("webapp-started".into()),
         cluster: ClusterSecretArgs { cluster_secret: Some(test_secret().expose().to_string()) },

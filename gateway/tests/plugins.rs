@@ -8,11 +8,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shardgate_core::control::ControlClient;
 use shardgate_core::control_auth::ClusterSecret;
+use shardgate_core::media_dir::MediaDir;
+use shardgate_core::policy::UserRole;
 use shardgate_core::policy::{AuthorizationPolicy, OnPremAuthorizer, Route, RouteRequest, RoutingPolicy};
 use shardgate_core::routing::default_shard;
 use shardgate_core::store::Store;
 use shardgate_core::testing::sqlite_cluster_store;
-use shardgate_gateway::auth::{self, Role};
+use shardgate_gateway::auth;
 use shardgate_gateway::{router, AppState};
 use shardgate_plugins::{HostConfig, PluginHost};
 use std::net::{IpAddr, SocketAddr};
@@ -69,10 +71,17 @@ impl Webapp {
         let alone = ONE_AT_A_TIME.lock().await;
         let dir = std::env::temp_dir().join(format!("shardgate-plugins-test-{}", uuid::Uuid::new_v4().simple()));
         let store = sqlite_cluster_store(&dir, SHARDS).await.unwrap();
-        auth::create_user(&store, "root", PASSWORD, Role::Admin).await.unwrap();
+        auth::create_user(&store, "root", PASSWORD, UserRole::Admin).await.unwrap();
         let plugins = PluginHost::new(HostConfig::default()).unwrap();
-        let state =
-            adjust(AppState::new(store.clone(), test_control(), Some(API_KEY.into()), "webapp-test", plugins.clone()));
+        let media = MediaDir::create(dir.join("media")).unwrap();
+        let state = adjust(AppState::new(
+            store.clone(),
+            media,
+            test_control(),
+            Some(API_KEY.into()),
+            "webapp-test",
+            plugins.clone(),
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -393,7 +402,7 @@ async fn allowlist_authorizer_lets_loopback_through_and_refuses_other_client_add
 #[tokio::test]
 async fn user_role_is_refused_plugins_and_settings_by_the_default_authorizer() {
     let webapp = Webapp::start().await;
-    auth::create_user(&webapp.store, "carol", PASSWORD, Role::User).await.unwrap();
+    auth::create_user(&webapp.store, "carol", PASSWORD, UserRole::User).await.unwrap();
     let user = webapp.token("carol").await;
     let country = component("components/router-country.wasm");
     let attempts = [

@@ -12,6 +12,7 @@
 pub mod load;
 pub mod netns;
 pub mod proxy;
+pub mod webhook_receiver;
 
 use serde_json::{json, Value};
 use shardgate::supervisor::{start_node, LogSink, NodeProcess, NodeSpec};
@@ -150,7 +151,7 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
     let cluster_secret = ClusterSecret::generate().expose().to_string();
     let spec_ref = &spec;
     let node = |name: &str, args: Vec<String>| {
-        let spec = NodeSpec { name: name.to_string(), args, env: secret_env(&cluster_secret) };
+        let spec = NodeSpec { name: name.to_string(), args, env: node_env(&cluster_secret, &dir) };
         let sink = LogSink { file: dir.join(format!("{name}.log")), echo: false };
         let (exe, spec) = netns::place(&exe, spec, spec_ref, netns.as_ref());
         async move { start_node(&exe, &spec, &sink, Duration::from_secs(60)).await.expect("node starts") }
@@ -240,6 +241,14 @@ pub fn secret_env(secret: &str) -> Vec<(String, String)> {
     vec![(SECRET_ENV.to_string(), secret.to_string())]
 }
 
+/// The environment of every node of a cluster in `dir`: its secret, and the
+/// media directory all of them share (as NFS would in production).
+pub fn node_env(secret: &str, dir: &Path) -> Vec<(String, String)> {
+    let mut env = secret_env(secret);
+    env.push(("WA_MEDIA_DIR".to_string(), dir.join("media").display().to_string()));
+    env
+}
+
 /// Sets the admin password on first login and returns a bearer token.
 async fn login(http: &reqwest::Client, api: &str) -> String {
     let response = http
@@ -305,7 +314,7 @@ impl Cluster {
             vec!["webapp".to_string(), "--node-id".into(), name.into(), "--listen".into(), "127.0.0.1:0".into()];
         args.extend(self.db_args.clone());
         args.extend_from_slice(extra);
-        let spec = NodeSpec { name: name.to_string(), args, env: secret_env(&self.cluster_secret) };
+        let spec = NodeSpec { name: name.to_string(), args, env: node_env(&self.cluster_secret, &self.dir) };
         let sink = LogSink { file: self.dir.join(format!("{name}.log")), echo: false };
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_shardgate"));
         let node = start_node(&exe, &spec, &sink, Duration::from_secs(60)).await.expect("webapp starts");
@@ -325,7 +334,7 @@ impl Cluster {
         ];
         args.extend(self.db_args.clone());
         args.extend(["--upstream".to_string(), self.sim.ready_str("session_addr")]);
-        let spec = NodeSpec { name: name.to_string(), args, env: secret_env(secret) };
+        let spec = NodeSpec { name: name.to_string(), args, env: node_env(secret, &self.dir) };
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_shardgate"));
         let (exe, spec) = netns::place(&exe, spec, &self.spec, None);
         let sink = LogSink { file: self.dir.join(format!("{name}.log")), echo: false };
@@ -376,6 +385,54 @@ impl Cluster {
     /// `POST /v1/messages`; the message id, or the HTTP status and body of a refusal.
     pub async fn send_text(&self, to: &str, body: &str) -> Result<String, String> {
         send_text(&self.http, &self.api, &self.token, to, body).await
+    }
+
+    /// A JSON request to the REST API as the admin: the status and the JSON
+    /// body (`Null` when the body is not JSON).
+    pub async fn api_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        api_call(&self.http, &self.api, &self.token, method, path, body).await
+    }
+
+    /// `PATCH /v1/settings/application`, which must succeed; returns once
+    /// every node that answers its control API runs the new settings.
+    pub async fn patch_settings(&self, patch: Value) -> Value {
+        let (status, body) = self.api_call(reqwest::Method::PATCH, "/v1/settings/application", Some(patch)).await;
+        assert_eq!(status, 200, "settings PATCH refused: {body}");
+        let version = self.store.settings_version().await.expect("settings version");
+        wait_for("every live node to run the new settings", Duration::from_secs(10), || async {
+            let versions = self.node_settings_versions().await;
+            versions.iter().all(|(_, v)| v.is_none_or(|v| v >= version)).then_some(())
+        })
+        .await;
+        body
+    }
+
+    /// The settings version each master and coreapp runs (`None`: no answer).
+    pub async fn node_settings_versions(&self) -> Vec<(String, Option<i64>)> {
+        let mut versions = Vec::new();
+        for node in self.masters.iter().chain(self.coreapps.iter()) {
+            let url = format!("http://{}/control/status", node.ready_str("control_addr"));
+            let status: Option<Value> = match self.http.get(url).bearer_auth(&self.cluster_secret).send().await {
+                Ok(r) => r.json().await.ok(),
+                Err(_) => None,
+            };
+            versions.push((node.name.clone(), status.and_then(|s| s["settings_version"].as_i64())));
+        }
+        versions
+    }
+
+    /// `POST /v1/messages` with any message object; the message id.
+    pub async fn send_message(&self, message: Value) -> String {
+        let (status, body) = self.api_call(reqwest::Method::POST, "/v1/messages", Some(message.clone())).await;
+        assert!(status == 200 || status == 201, "message {message} refused: {status} {body}");
+        body["messages"][0]["id"].as_str().unwrap_or_else(|| panic!("no id in {body}")).to_string()
+    }
+
+    /// A POST on the sim's inspection API.
+    pub async fn sim_post(&self, path: &str, body: Value) -> Value {
+        let response = self.http.post(format!("{}{path}", self.sim_api)).json(&body).send().await.expect("sim");
+        assert!(response.status().is_success(), "sim {path} refused {body}: {}", response.status());
+        response.json().await.expect("sim json")
     }
 
     /// `GET /sim/stats`.
@@ -467,6 +524,26 @@ impl Cluster {
     pub fn logs_hint(&self) -> String {
         format!("node logs in {}", self.dir.display())
     }
+}
+
+/// A JSON request to the REST API at `api` with `token`: the status and the
+/// JSON body (`Null` when the body is not JSON).
+pub async fn api_call(
+    http: &reqwest::Client,
+    api: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = http.request(method, format!("{api}{path}")).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("REST API reachable");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("REST body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 /// `POST /v1/messages` with a given client.

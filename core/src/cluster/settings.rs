@@ -1,6 +1,7 @@
 //! The application settings that drive the cluster's timing, and the rules
 //! that keep a settings change from ever allowing two upstream sessions.
 
+use super::messaging_settings::{self, MediaPatch, MediaSettings, WebhookPatch, WebhookSettings};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -19,6 +20,22 @@ pub struct Settings {
     /// A fact about the network, set at deployment (`SHARDGATE_UPSTREAM_SESSION_TIMEOUT`
     /// on masters and coreapps): the API may raise it, never lower it.
     pub upstream_session_timeout: f64,
+    /// Where callbacks go and which statuses are called back.
+    pub webhooks: WebhookSettings,
+    /// The older switch for `sent` callbacks (`webhooks.message.sent` is preferred).
+    pub sent_status: bool,
+    /// Whether callbacks are kept in the database and retried until the
+    /// receiver takes them (`false`: one attempt each).
+    pub callback_persist: bool,
+    /// First retry delay of a callback; each retry waits this much longer.
+    pub callback_backoff_delay_ms: u64,
+    /// Longest wait between two attempts of a callback.
+    pub max_callback_backoff_delay_ms: u64,
+    /// Whether an inbound message is removed from the database once its
+    /// callback was delivered.
+    pub pass_through: bool,
+    /// Which inbound media is stored on arrival.
+    pub media: MediaSettings,
 }
 
 impl Default for Settings {
@@ -28,6 +45,31 @@ impl Default for Settings {
             unhealthy_interval: 30.0,
             db_update_interval: 60.0,
             upstream_session_timeout: 10.0,
+            webhooks: WebhookSettings::default(),
+            sent_status: false,
+            callback_persist: true,
+            callback_backoff_delay_ms: 3_000,
+            max_callback_backoff_delay_ms: 900_000,
+            pass_through: false,
+            media: MediaSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Whether callbacks are on (a receiver is set).
+    pub fn callbacks_on(&self) -> bool {
+        !self.webhooks.url.is_empty()
+    }
+
+    /// Whether `status` (`sent`, `delivered`, `read`, `failed`) changes of
+    /// outbound messages are called back.
+    pub fn calls_back_status(&self, status: &str) -> bool {
+        match status {
+            "sent" => self.webhooks.message.sent || self.sent_status,
+            "delivered" => self.webhooks.message.delivered,
+            "read" => self.webhooks.message.read,
+            _ => true,
         }
     }
 }
@@ -48,6 +90,27 @@ pub struct SettingsPatch {
     /// New `upstream_session_timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_session_timeout: Option<f64>,
+    /// New `webhooks` fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<WebhookPatch>,
+    /// New `sent_status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_status: Option<bool>,
+    /// New `callback_persist`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_persist: Option<bool>,
+    /// New `callback_backoff_delay_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_backoff_delay_ms: Option<u64>,
+    /// New `max_callback_backoff_delay_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_callback_backoff_delay_ms: Option<u64>,
+    /// New `pass_through`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_through: Option<bool>,
+    /// New `media` fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaPatch>,
 }
 
 /// A setting that was refused, with the reason an operator can act on.
@@ -112,8 +175,13 @@ impl Settings {
         Ok(next)
     }
 
-    /// Derives the timing, refusing settings that could break a cluster rule.
+    /// Derives the timing, refusing settings that could break a cluster rule
+    /// or make no sense (the messaging settings are checked here too, so that
+    /// every settings document in force passed one function).
     pub fn timing(&self) -> Result<Timing, SettingsError> {
+        self.webhooks.check()?;
+        self.media.check()?;
+        messaging_settings::check_backoff(self.callback_backoff_delay_ms, self.max_callback_backoff_delay_ms)?;
         let checks: [(&'static str, f64, f64); 4] = [
             ("heartbeat_interval", self.heartbeat_interval, MIN_HEARTBEAT),
             ("unhealthy_interval", self.unhealthy_interval, MIN_HEARTBEAT * 2.0),
@@ -226,6 +294,15 @@ impl Settings {
             unhealthy_interval: patch.unhealthy_interval.unwrap_or(self.unhealthy_interval),
             db_update_interval: patch.db_update_interval.unwrap_or(self.db_update_interval),
             upstream_session_timeout: patch.upstream_session_timeout.unwrap_or(self.upstream_session_timeout),
+            webhooks: self.webhooks.merged(patch.webhooks.as_ref()),
+            sent_status: patch.sent_status.unwrap_or(self.sent_status),
+            callback_persist: patch.callback_persist.unwrap_or(self.callback_persist),
+            callback_backoff_delay_ms: patch.callback_backoff_delay_ms.unwrap_or(self.callback_backoff_delay_ms),
+            max_callback_backoff_delay_ms: patch
+                .max_callback_backoff_delay_ms
+                .unwrap_or(self.max_callback_backoff_delay_ms),
+            pass_through: patch.pass_through.unwrap_or(self.pass_through),
+            media: self.media.merged(patch.media.as_ref()),
         }
     }
 }
@@ -240,6 +317,7 @@ mod tests {
             unhealthy_interval: 1.0,
             db_update_interval: 1.0,
             upstream_session_timeout: 0.3,
+            ..Settings::default()
         }
     }
 

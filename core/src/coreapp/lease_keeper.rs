@@ -2,14 +2,19 @@
 //! node, renew them, and grant each shard worker the right to use its
 //! session until `sent + session_usable`, where `sent` is when the last
 //! successful renewal was *sent* (before any queueing in the pool), so a
-//! slow or paused database round trip can only shorten the grant.
+//! slow or paused database round trip can only shorten the grant. Beside
+//! each shard's worker runs the shard's callback delivery, started and
+//! stopped with it.
 
+use super::callbacks::{CallbackPoster, ShardCallbacks};
+use super::link_fetch::LinkFetcher;
 use super::quiet::UpstreamQuiet;
 use super::session::{LeaseGrant, SessionTarget};
 use super::shard_worker::{ShardWorker, WorkerSignals};
 use crate::cluster::live_settings::LiveSettings;
 use crate::cluster::Timing;
 use crate::control::HeldShard;
+use crate::media_dir::MediaDir;
 use crate::node::NodeIdentity;
 use crate::store::Store;
 use std::collections::HashMap;
@@ -28,6 +33,18 @@ struct Held {
     grant: watch::Sender<LeaseGrant>,
     signals: WorkerSignals,
     worker: JoinHandle<()>,
+    callbacks: JoinHandle<()>,
+}
+
+/// What the shard workers and callback deliveries of the node share.
+#[derive(Clone)]
+pub struct ShardServices {
+    /// The media directory.
+    pub media: MediaDir,
+    /// Fetches media links.
+    pub links: LinkFetcher,
+    /// Posts callbacks under the node's limit, and counts them.
+    pub callbacks: CallbackPoster,
 }
 
 /// What the control API reads and pokes.
@@ -84,12 +101,15 @@ pub struct LeaseKeeper {
     pub max_frame_bytes: usize,
     /// Shared with the control API.
     pub handle: KeeperHandle,
+    /// Shared by the shard workers and callback deliveries.
+    pub services: ShardServices,
     held: HashMap<u32, Held>,
     quiet: UpstreamQuiet,
 }
 
 impl LeaseKeeper {
     /// A keeper that holds nothing yet.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         identity: NodeIdentity,
@@ -98,6 +118,7 @@ impl LeaseKeeper {
         account: String,
         shards: u32,
         max_frame_bytes: usize,
+        services: ShardServices,
     ) -> LeaseKeeper {
         LeaseKeeper {
             store,
@@ -108,6 +129,7 @@ impl LeaseKeeper {
             shards,
             max_frame_bytes,
             handle: KeeperHandle::default(),
+            services,
             held: HashMap::new(),
             quiet: UpstreamQuiet::default(),
         }
@@ -218,10 +240,21 @@ impl LeaseKeeper {
             quiet: self.quiet.clone(),
             settings: self.settings.clone(),
             max_frame_bytes: self.max_frame_bytes,
+            media: self.services.media.clone(),
+            links: self.services.links.clone(),
+        };
+        let callbacks = ShardCallbacks {
+            store: self.store.clone(),
+            shard,
+            settings: self.settings.clone(),
+            poster: self.services.callbacks.clone(),
+            wake: signals.callbacks.clone(),
+            grant: grant.subscribe(),
         };
         let worker = tokio::spawn(worker.run());
+        let callbacks = tokio::spawn(callbacks.run());
         self.handle.held.lock().expect("keeper state lock").insert(shard, (epoch, signals.clone()));
-        self.held.insert(shard, Held { epoch, grant, signals, worker });
+        self.held.insert(shard, Held { epoch, grant, signals, worker, callbacks });
     }
 
     /// Revokes a shard's grant and waits until its worker has closed the session.
@@ -230,6 +263,8 @@ impl LeaseKeeper {
         self.handle.held.lock().expect("keeper state lock").remove(&shard);
         tracing::warn!("giving up shard {shard} (epoch {}): {why}", held.epoch);
         held.grant.send_modify(|g| g.revoked = true);
+        // Posts in flight are abandoned; their callbacks stay pending for the next holder.
+        held.callbacks.abort();
         held.signals.wake.notify_one();
         let _ = tokio::time::timeout(Duration::from_secs(2), held.worker).await;
         Some(held.epoch)

@@ -7,18 +7,37 @@
 //! - [`session`]: the upstream session and the self-fence that closes it in time.
 //! - [`quiet`]: when a shard's next session may open, whatever ended the last.
 //! - [`frame_codec`]: upstream line framing that skips oversized or garbled frames.
-//! - [`shard_worker`]: drains one shard's outbox over its session.
+//! - [`shard_worker`]: runs one shard's session, round after round.
+//! - [`outbox_sender`]: a round of the outbox: media first, then the messages, then their acks.
+//! - [`message_media`]: where a message names media, by id or link.
+//! - [`link_fetch`]: fetching media links into the media directory.
+//! - [`media_upload`]: uploading a medium over the session, streamed from its file.
+//! - [`contact_checks`]: asking the contact checks queued on the shard.
+//! - [`session_reports`]: what the session reported, recorded with its callbacks.
+//! - [`inbound_media`]: keeping the media of inbound messages.
+//! - [`callbacks`]: delivering the shard's callbacks to the webhook receiver.
+//! - [`callback_poster`]: the client, limit and counters every shard's delivery shares.
 
+pub mod callback_poster;
+pub mod callbacks;
+pub mod contact_checks;
 pub mod frame_codec;
+pub mod inbound_media;
 pub mod lease_keeper;
+pub mod link_fetch;
+pub mod media_upload;
+pub mod message_media;
+pub mod outbox_sender;
 pub mod quiet;
 pub mod session;
+pub mod session_reports;
 pub mod shard_worker;
 
 use crate::cluster::live_settings::{raise_session_timeout, LiveSettings};
 use crate::config::{log_ignored_official_env, DbConfig};
 use crate::control::{NodeStatus, Wake};
 use crate::control_auth::{require_cluster_secret, ClusterSecretArgs, ControlGuard};
+use crate::media_dir::{MediaDir, MediaDirArgs};
 use crate::node::{shutdown_signal, wait_for_schema, NodeArgs, NodeIdentity};
 use crate::store::Store;
 use anyhow::Context;
@@ -26,7 +45,8 @@ use axum::extract::State;
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lease_keeper::{KeeperHandle, LeaseKeeper};
+use callbacks::{CallbackCounts, CallbackPoster};
+use lease_keeper::{KeeperHandle, LeaseKeeper, ShardServices};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -35,14 +55,13 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, clap::Args)]
 pub struct CoreappConfig {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub db: DbConfig,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub node: NodeArgs,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub cluster: ClusterSecretArgs,
+    #[command(flatten)]
+    pub media: MediaDirArgs,
     /// `host:port` of the upstream messaging network (the upstream-sim in development).
     #[arg(long, env = "SHARDGATE_UPSTREAM", default_value = "127.0.0.1:5222")]
     pub upstream: String,
@@ -61,6 +80,7 @@ struct CoreappNode {
     identity: NodeIdentity,
     keeper: KeeperHandle,
     settings: LiveSettings,
+    callbacks: CallbackPoster,
     started: Instant,
 }
 
@@ -89,6 +109,9 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
     log_ignored_official_env();
     let secret = config.cluster.require().map_err(anyhow::Error::msg)?;
     config.node.validate().map_err(anyhow::Error::msg)?;
+    let media_path = config.media.resolve(&config.db.data_dir);
+    let media = MediaDir::create(&media_path)
+        .with_context(|| format!("cannot use the media directory {} (WA_MEDIA_DIR)", media_path.display()))?;
     let store = Store::connect(&config.db).await.context("cannot open the database (WA_DB_*)")?;
     wait_for_schema(&store, "coreapp").await?;
     let listener = tokio::net::TcpListener::bind(config.node.control_listen)
@@ -107,6 +130,12 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
         raise_session_timeout(&store, floor).await?;
     }
     let settings = LiveSettings::start(store.clone(), config.upstream_session_timeout).await?;
+    let services = ShardServices {
+        media: media.clone(),
+        links: link_fetch::LinkFetcher::new(store.clone(), media),
+        callbacks: CallbackPoster::new(),
+    };
+    let callbacks = services.callbacks.clone();
     let mut keeper = LeaseKeeper::new(
         store.clone(),
         identity.clone(),
@@ -115,15 +144,21 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
         cluster.account,
         cluster.shards,
         config.upstream_max_frame_bytes,
+        services,
     );
     let node = Arc::new(CoreappNode {
         identity: identity.clone(),
         keeper: keeper.handle.clone(),
         settings: settings.clone(),
+        callbacks: callbacks.clone(),
         started: Instant::now(),
     });
     let app = Router::new()
         .route("/control/status", get(|State(n): State<Arc<CoreappNode>>| async move { Json(n.status()) }))
+        .route(
+            "/control/callbacks",
+            get(|State(n): State<Arc<CoreappNode>>| async move { Json(n.callbacks.counts()) }),
+        )
         .route(
             "/control/wake",
             post(|State(n): State<Arc<CoreappNode>>, Json(wake): Json<Wake>| async move {
@@ -137,6 +172,7 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
     identity.announce_control("coreapp", &control_addr);
     tracing::info!("coreapp {} is secondary; control on {control_addr}", identity.node_id);
     let liveness = tokio::spawn(write_liveness(store.clone(), identity.clone(), settings.clone()));
+    let counts = tokio::spawn(log_callback_counts(callbacks));
     tokio::select! {
         _ = keeper.run() => {}
         _ = shutdown_signal() => tracing::info!("coreapp stopping: closing sessions and releasing shards"),
@@ -147,6 +183,7 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
         }
     }
     liveness.abort();
+    counts.abort();
     keeper.release_all().await;
     Ok(())
 }
@@ -162,5 +199,25 @@ async fn write_liveness(store: Store, identity: NodeIdentity, settings: LiveSett
             Err(e) => tracing::warn!("cannot write liveness: {e}"),
         }
         tokio::time::sleep(settings.timing().db_update).await;
+    }
+}
+
+/// One line a minute with the node's callback counters, when they changed.
+async fn log_callback_counts(callbacks: CallbackPoster) {
+    let mut last = CallbackCounts::default();
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let now = callbacks.counts();
+        let settled = |c: CallbackCounts| (c.delivered, c.retried, c.dropped);
+        if settled(now) != settled(last) {
+            tracing::info!(
+                "callbacks since start: {} delivered, {} retried, {} dropped; {} in flight",
+                now.delivered,
+                now.retried,
+                now.dropped,
+                now.in_flight
+            );
+            last = now;
+        }
     }
 }

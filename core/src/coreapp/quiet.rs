@@ -128,6 +128,7 @@ mod tests {
             unhealthy_interval: 1.0,
             db_update_interval: 1.0,
             upstream_session_timeout: 0.3,
+            ..Settings::default()
         })
     }
 

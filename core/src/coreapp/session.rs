@@ -16,18 +16,21 @@
 
 use super::frame_codec::{UpstreamLine, UpstreamLines};
 use super::quiet::SessionSlot;
-use crate::upstream::protocol::{ClientFrame, ReceiptStatus, ServerFrame};
+use crate::upstream::protocol::{ClientFrame, ContactCheck, InboundMedia, ReceiptStatus, ServerFrame, UpstreamError};
 use futures::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tokio_util::codec::Framed;
 
 /// Longest wait for the upstream's EOF after our `bye`.
 const BYE_WAIT: Duration = Duration::from_secs(1);
+/// Media chunks queued for the socket at most: an upload is read from its
+/// file only as fast as the socket takes it (about 1 MiB ahead).
+const MEDIA_CHUNKS_AHEAD: usize = 4;
 
 /// The right to use a shard's upstream session, as the lease keeper grants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +51,7 @@ impl LeaseGrant {
 }
 
 /// What the upstream sent that the shard worker acts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SessionEvent {
     /// A message was accepted.
     Ack {
@@ -63,6 +66,10 @@ pub enum SessionEvent {
         id: String,
         /// New status.
         status: ReceiptStatus,
+        /// Upstream time, unix milliseconds.
+        timestamp: i64,
+        /// Why it failed, for `failed`.
+        errors: Vec<UpstreamError>,
     },
     /// A message from a user.
     Inbound {
@@ -70,10 +77,33 @@ pub enum SessionEvent {
         id: String,
         /// Sender.
         from: String,
-        /// Text.
-        body: String,
-        /// Unix seconds.
+        /// The on-prem message object (`type` and its object).
+        message: serde_json::Value,
+        /// Upstream time, unix milliseconds.
         timestamp: i64,
+        /// The sender's profile name.
+        profile_name: Option<String>,
+        /// The bytes of a media message.
+        media: Option<InboundMedia>,
+    },
+    /// An upload this session made is complete.
+    MediaStored {
+        /// Media id.
+        media_id: String,
+    },
+    /// An upload this session made was refused.
+    MediaRefused {
+        /// Media id.
+        media_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The answer to a contact check.
+    ContactsChecked {
+        /// The check's id.
+        id: String,
+        /// One result per input.
+        contacts: Vec<ContactCheck>,
     },
     /// The session is closed; the reason says by whom.
     Closed(String),
@@ -111,6 +141,9 @@ pub struct UpstreamSession {
     /// Session id the upstream gave.
     pub id: String,
     out: mpsc::UnboundedSender<ClientFrame>,
+    /// Media chunks that may still be queued; the I/O task returns one per
+    /// chunk written, and closes it when the session ends.
+    media_credit: Arc<Semaphore>,
     /// Events from the upstream, ending with [`SessionEvent::Closed`].
     pub events: mpsc::UnboundedReceiver<SessionEvent>,
     io: tokio::task::JoinHandle<()>,
@@ -165,9 +198,19 @@ impl UpstreamSession {
             Ok(ServerFrame::Welcome { session }) => {
                 let (out_tx, out_rx) = mpsc::unbounded_channel();
                 let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-                let io = SessionIo { framed, grant, out: out_rx, events: ev_tx, slot, limits, skipped };
+                let media_credit = Arc::new(Semaphore::new(MEDIA_CHUNKS_AHEAD));
+                let io = SessionIo {
+                    framed,
+                    grant,
+                    out: out_rx,
+                    events: ev_tx,
+                    slot,
+                    limits,
+                    skipped,
+                    media_credit: media_credit.clone(),
+                };
                 let io = tokio::spawn(io.run());
-                Ok(UpstreamSession { id: session, out: out_tx, events: ev_rx, io })
+                Ok(UpstreamSession { id: session, out: out_tx, media_credit, events: ev_rx, io })
             }
             Ok(ServerFrame::Refused { reason }) => {
                 slot.closed_upstream();
@@ -181,6 +224,20 @@ impl UpstreamSession {
     /// Queues a frame; false when the session is already closed.
     pub fn send(&self, frame: ClientFrame) -> bool {
         self.out.send(frame).is_ok()
+    }
+
+    /// Queues a media chunk once fewer than a few are waiting for the
+    /// socket, so that an upload streams from its file instead of piling up
+    /// in memory; false when the session is closed.
+    pub async fn send_media_chunk(&self, frame: ClientFrame) -> bool {
+        match self.media_credit.acquire().await {
+            Ok(permit) => {
+                // Given back by the I/O task once the chunk is written.
+                permit.forget();
+                self.send(frame)
+            }
+            Err(_) => false,
+        }
     }
 
     /// Closes the session and returns once its socket is closed.
@@ -231,11 +288,15 @@ struct SessionIo {
     slot: SessionSlot,
     limits: SessionLimits,
     skipped: Arc<AtomicU64>,
+    media_credit: Arc<Semaphore>,
 }
 
 impl SessionIo {
     async fn run(mut self) {
-        let reason = match self.serve().await {
+        let ending = self.serve().await;
+        // No chunk will be written any more: wake an upload waiting for room.
+        self.media_credit.close();
+        let reason = match ending {
             Ending::Ours(reason) => {
                 if self.say_bye().await {
                     self.slot.closed_upstream();
@@ -284,6 +345,9 @@ impl SessionIo {
                         if !write_before(&mut self.framed, &frame, &self.grant).await {
                             return Ending::Dropped("write failed or lease unusable".into());
                         }
+                        if matches!(frame, ClientFrame::MediaChunk { .. }) {
+                            self.media_credit.add_permits(1);
+                        }
                     }
                     None => return Ending::Ours("closed by the shard worker".into()),
                 },
@@ -314,10 +378,15 @@ impl SessionIo {
                 return None;
             }
             Ok(ServerFrame::Ack { id, server_id }) => SessionEvent::Ack { id, server_id },
-            Ok(ServerFrame::Receipt { id, status, .. }) => SessionEvent::Receipt { id, status },
-            Ok(ServerFrame::Inbound { id, from, body, timestamp }) => {
-                SessionEvent::Inbound { id, from, body, timestamp }
+            Ok(ServerFrame::Receipt { id, status, timestamp, errors }) => {
+                SessionEvent::Receipt { id, status, timestamp, errors }
             }
+            Ok(ServerFrame::Inbound { id, from, timestamp, message, profile_name, media }) => {
+                SessionEvent::Inbound { id, from, message, timestamp, profile_name, media }
+            }
+            Ok(ServerFrame::MediaStored { media_id, .. }) => SessionEvent::MediaStored { media_id },
+            Ok(ServerFrame::MediaRefused { media_id, reason }) => SessionEvent::MediaRefused { media_id, reason },
+            Ok(ServerFrame::ContactsChecked { id, contacts }) => SessionEvent::ContactsChecked { id, contacts },
             Ok(ServerFrame::Kicked { reason }) => {
                 return Some(Ending::Theirs(format!("kicked by the upstream: {reason}")))
             }

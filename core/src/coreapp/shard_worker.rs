@@ -1,16 +1,25 @@
-//! One shard's sender: while the lease is usable it keeps an upstream session
-//! open and drains the shard's outbox in `seq` order, records acks and
-//! receipts, and stores inbound messages. After a promotion it starts from
+//! One shard's worker: while the lease is usable it keeps the shard's one
+//! upstream session open and, in rounds, drains the shard's outbox in `seq`
+//! order ([`super::outbox_sender`]), asks the contact checks queued on the
+//! shard ([`super::contact_checks`]), and records what the session reports,
+//! with the callbacks it causes ([`super::session_reports`]); the shard's
+//! callback delivery is woken right after. After a promotion it starts from
 //! the oldest unacknowledged message, so only what was in flight is resent.
 //! A new session waits until the previous one of the shard is surely closed
 //! upstream (see [`super::quiet`]), and sessions that keep ending young back off.
+//!
+//! Everything a round does rides on the session it is given: nothing here
+//! but [`ShardWorker::run`] opens or closes one.
 
+use super::contact_checks::{ContactQuestions, CHECKS_PER_ROUND};
+use super::link_fetch::LinkFetcher;
+use super::outbox_sender::BATCH;
 use super::quiet::UpstreamQuiet;
-use super::session::{LeaseGrant, SessionEvent, SessionLimits, SessionTarget, UpstreamSession};
+use super::session::{LeaseGrant, SessionLimits, SessionTarget, UpstreamSession};
+use super::session_reports::SessionReports;
 use crate::cluster::live_settings::LiveSettings;
-use crate::store::messages::{InboundMessage, MessageStatus, SessionOutcomes};
-use crate::store::Store;
-use crate::upstream::protocol::{ClientFrame, ReceiptStatus};
+use crate::media_dir::MediaDir;
+use crate::store::{Store, StoreResult};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,11 +27,8 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-/// Messages sent per round before waiting for their acks.
-const BATCH: u32 = 64;
-/// How long unacknowledged messages wait before being sent again.
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
-/// Outbox poll period when no wake-up arrives.
+/// Outbox poll period when no wake-up arrives; also how often queued
+/// contact checks are looked for while the outbox keeps the worker busy.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// A session that ends sooner than this after opening counts as a failure
 /// for the backoff.
@@ -34,8 +40,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Handles the keeper and the control API keep on a running worker.
 #[derive(Clone)]
 pub struct WorkerSignals {
-    /// Rung when new messages were stored for the shard.
+    /// Rung when new messages (or contact checks) were stored for the shard.
     pub wake: Arc<Notify>,
+    /// Rung by the worker when it recorded new callbacks of the shard.
+    pub callbacks: Arc<Notify>,
     /// Whether the upstream session is open right now.
     pub session_open: Arc<AtomicBool>,
     /// When the session last opened or closed (or the worker started).
@@ -48,6 +56,7 @@ impl Default for WorkerSignals {
     fn default() -> Self {
         WorkerSignals {
             wake: Arc::default(),
+            callbacks: Arc::default(),
             session_open: Arc::default(),
             session_changed: Arc::new(Mutex::new(Instant::now())),
             frames_skipped: Arc::default(),
@@ -87,13 +96,32 @@ pub struct ShardWorker {
     pub settings: LiveSettings,
     /// Longest inbound frame.
     pub max_frame_bytes: usize,
+    /// The media directory: media to upload, inbound media to keep.
+    pub media: MediaDir,
+    /// Fetches the media links of messages.
+    pub links: LinkFetcher,
+}
+
+/// The shard's open session and what belongs to it alone.
+pub(super) struct OpenSession {
+    /// The session.
+    pub upstream: UpstreamSession,
+    opened: Instant,
+    /// Media uploaded and stored upstream in this session; a new session
+    /// uploads them again.
+    pub uploaded: HashSet<String>,
+    /// Contact checks asked in this session and not answered yet.
+    pub questions: ContactQuestions,
+    /// When queued contact checks were last looked for (`None`: never).
+    contacts_looked: Option<Instant>,
 }
 
 impl ShardWorker {
     /// Runs until the grant is revoked.
     pub async fn run(mut self) {
         let shard = self.target.shard;
-        let mut session: Option<(UpstreamSession, Instant)> = None;
+        let mut session: Option<OpenSession> = None;
+        let mut reports = SessionReports::default();
         let mut backoff = BACKOFF_START;
         loop {
             let grant = self.grant.borrow_and_update().clone();
@@ -105,7 +133,7 @@ impl ShardWorker {
                 let _ = self.grant.changed().await;
                 continue;
             }
-            let Some((open, _)) = session.as_mut() else {
+            let Some(open) = session.as_mut() else {
                 if let Some(wait) = self.quiet.remaining(shard).filter(|w| *w > Duration::from_millis(1)) {
                     tracing::info!(
                         "shard {shard} waits {:.3} s before its next session: the upstream may still hold the \
@@ -128,7 +156,13 @@ impl ShardWorker {
                     Ok(s) => {
                         tracing::info!("shard {shard} upstream session {} open (epoch {})", s.id, grant.epoch);
                         self.signals.set_open(true);
-                        session = Some((s, Instant::now()));
+                        session = Some(OpenSession {
+                            upstream: s,
+                            opened: Instant::now(),
+                            uploaded: HashSet::new(),
+                            questions: ContactQuestions::default(),
+                            contacts_looked: None,
+                        });
                     }
                     Err(e) => {
                         tracing::warn!("shard {shard} cannot open its upstream session: {e}");
@@ -137,7 +171,7 @@ impl ShardWorker {
                 }
                 continue;
             };
-            match self.round(open, grant.epoch).await {
+            match self.round(open, grant.epoch, &mut reports).await {
                 Ok(true) => {}
                 Ok(false) => self.close(&mut session, "closed", &mut backoff).await,
                 Err(e) => {
@@ -147,6 +181,10 @@ impl ShardWorker {
             }
         }
         self.close(&mut session, "revoked", &mut backoff).await;
+        // What the last session reported and is not recorded yet: one more try.
+        if let Err(e) = self.record(&mut reports, &mut ContactQuestions::default()).await {
+            tracing::warn!("shard {shard}: reports of its last session are lost: {e}");
+        }
     }
 
     /// Waits `backoff` (or until the grant changes) and doubles it.
@@ -160,10 +198,10 @@ impl ShardWorker {
 
     /// Closes the session, returning once its socket is closed; a session
     /// that died young makes the next one wait a growing pause.
-    async fn close(&mut self, session: &mut Option<(UpstreamSession, Instant)>, why: &str, backoff: &mut Duration) {
-        if let Some((s, opened)) = session.take() {
-            let id = s.id.clone();
-            s.close().await;
+    async fn close(&mut self, session: &mut Option<OpenSession>, why: &str, backoff: &mut Duration) {
+        if let Some(OpenSession { upstream, opened, .. }) = session.take() {
+            let id = upstream.id.clone();
+            upstream.close().await;
             self.signals.set_open(false);
             tracing::info!("shard {} upstream session {id} closed ({why})", self.target.shard);
             if opened.elapsed() >= HEALTHY_SESSION {
@@ -174,88 +212,46 @@ impl ShardWorker {
         }
     }
 
-    /// Sends one batch, or waits for work; false when the session closed.
-    async fn round(&mut self, session: &mut UpstreamSession, epoch: i64) -> crate::store::StoreResult<bool> {
-        let pending = self.store.pending_messages(self.target.shard, BATCH).await?;
-        let mut outcomes = SessionOutcomes::default();
-        if pending.is_empty() {
-            let open = tokio::select! {
-                _ = self.signals.wake.notified() => true,
+    /// Sends one batch, or waits for work, then records what the session
+    /// reported meanwhile; false when the session closed.
+    async fn round(&mut self, open: &mut OpenSession, epoch: i64, reports: &mut SessionReports) -> StoreResult<bool> {
+        let shard = self.target.shard;
+        if open.contacts_looked.is_none_or(|at| at.elapsed() >= IDLE_POLL) {
+            open.contacts_looked = Some(Instant::now());
+            let queued = self.store.pending_contact_checks(shard, CHECKS_PER_ROUND).await?;
+            if let Some(frame) = open.questions.ask(queued) {
+                if !open.upstream.send(frame) {
+                    return Ok(false);
+                }
+            }
+        }
+        let pending = self.store.pending_messages(shard, BATCH).await?;
+        let alive = if pending.is_empty() {
+            tokio::select! {
+                _ = self.signals.wake.notified() => {
+                    // A webapp stored something: contact checks, maybe.
+                    open.contacts_looked = None;
+                    true
+                }
                 _ = tokio::time::sleep(IDLE_POLL) => true,
                 _ = self.grant.changed() => true,
-                event = session.events.recv() => self.collect(event, &mut outcomes, session),
-            };
-            self.store.record_outcomes(&outcomes).await?;
-            return Ok(open);
-        }
-        let ids: Vec<String> = pending.iter().map(|m| m.id.clone()).collect();
-        self.store.mark_attempt(&ids, epoch, &self.target.node).await?;
-        for message in &pending {
-            let frame =
-                ClientFrame::Send { id: message.id.clone(), to: message.recipient.clone(), body: message.body.clone() };
-            if !session.send(frame) {
-                return Ok(false);
+                event = open.upstream.events.recv() => reports.absorb(shard, event, &mut open.upstream),
             }
-        }
-        let mut waiting: HashSet<String> = ids.into_iter().collect();
-        let give_up = Instant::now() + ACK_TIMEOUT;
-        let mut open = true;
-        while open && !waiting.is_empty() {
-            tokio::select! {
-                event = session.events.recv() => {
-                    open = self.collect(event, &mut outcomes, session);
-                    for (id, _) in &outcomes.acks {
-                        waiting.remove(id);
-                    }
-                }
-                _ = tokio::time::sleep_until(give_up) => {
-                    tracing::warn!("shard {}: {} message(s) unacknowledged, will resend", self.target.shard, waiting.len());
-                    break;
-                }
-            }
-        }
-        self.store.record_outcomes(&outcomes).await?;
-        Ok(open)
+        } else {
+            self.send_batch(open, pending, epoch, reports).await?
+        };
+        self.record(reports, &mut open.questions).await?;
+        Ok(alive)
     }
 
-    /// Adds `event` and every event already queued behind it to `outcomes`;
-    /// false when the session closed.
-    fn collect(
-        &self,
-        event: Option<SessionEvent>,
-        outcomes: &mut SessionOutcomes,
-        session: &mut UpstreamSession,
-    ) -> bool {
-        let mut next = event;
-        loop {
-            match next {
-                Some(SessionEvent::Ack { id, server_id }) => outcomes.acks.push((id, server_id)),
-                Some(SessionEvent::Receipt { id, status }) => {
-                    let status = match status {
-                        ReceiptStatus::Sent => MessageStatus::Sent,
-                        ReceiptStatus::Delivered => MessageStatus::Delivered,
-                        ReceiptStatus::Read => MessageStatus::Read,
-                    };
-                    outcomes.receipts.push((id, status));
-                }
-                Some(SessionEvent::Inbound { id, from, body, timestamp }) => outcomes.inbound.push(InboundMessage {
-                    id,
-                    sender: from,
-                    body,
-                    // The upstream stamps in milliseconds; webhooks speak seconds.
-                    timestamp_s: timestamp / 1000,
-                    shard: self.target.shard,
-                }),
-                Some(SessionEvent::Closed(reason)) => {
-                    tracing::info!("shard {} session ended: {reason}", self.target.shard);
-                    return false;
-                }
-                None => return false,
-            }
-            match session.events.try_recv() {
-                Ok(event) => next = Some(event),
-                Err(_) => return true,
-            }
+    /// Records the reports, with the callbacks the settings in force now
+    /// allow, and wakes the shard's callback delivery when there are new ones.
+    async fn record(&self, reports: &mut SessionReports, questions: &mut ContactQuestions) -> StoreResult<()> {
+        let settings = self.settings.current();
+        let callbacks = reports.record(&self.store, &self.media, &settings.settings, questions).await?;
+        if callbacks > 0 {
+            self.signals.callbacks.notify_one();
         }
+        Ok(())
     }
 }

@@ -16,6 +16,7 @@
 
 use crate::cluster::Timing;
 use crate::policy::{HealthObservations, HealthPolicy, HealthVerdict};
+use crate::store::ms;
 use crate::store::shard_map::ShardRow;
 use std::fmt;
 use std::time::Duration;
@@ -124,10 +125,6 @@ impl fmt::Display for ShardDecision {
             ShardDecision::Stuck { shard, reason } => write!(f, "shard {shard} {reason}"),
         }
     }
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 impl ClusterView {
@@ -309,6 +306,7 @@ mod tests {
             unhealthy_interval: 1.0,
             db_update_interval: 1.0,
             upstream_session_timeout: 0.3,
+            ..Settings::default()
         }
         .timing()
         .unwrap()

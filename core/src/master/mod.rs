@@ -35,13 +35,10 @@ pub const ALLOWED_SHARDS: [u32; 6] = [1, 2, 4, 8, 16, 32];
 #[derive(Debug, Clone, clap::Args)]
 pub struct MasterConfig {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub db: DbConfig,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub node: NodeArgs,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub cluster: ClusterSecretArgs,
     /// Shard count when the cluster is first created: 1, 2, 4, 8, 16 or 32.
     #[arg(long, env = "SHARDGATE_SHARDS", default_value = "1", value_parser = parse_shards)]
@@ -79,6 +76,7 @@ impl MasterConfig {
             unhealthy_interval: self.unhealthy_interval,
             db_update_interval: self.db_update_interval,
             upstream_session_timeout: Some(self.upstream_session_timeout),
+            ..SettingsPatch::default()
         };
         Settings::default().patched(&patch).map_err(|e| anyhow::anyhow!("invalid initial setting {e}"))
     }

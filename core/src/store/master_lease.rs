@@ -3,7 +3,7 @@
 //! the holder's cluster-management writes.
 
 use super::dialect::RowText;
-use super::{Store, StoreResult};
+use super::{ms, Store, StoreResult};
 use sqlx::Row;
 use std::time::Duration;
 
@@ -40,10 +40,6 @@ pub struct MasterAuth {
 pub(crate) const MASTER_FENCE: &str = "EXISTS (SELECT 1 FROM master_lease WHERE id = 1 \
      AND holder = ? AND epoch = ? AND expires_at > {now})";
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
-}
-
 impl Store {
     /// Takes the lease if it is free or expired; returns the new epoch when won.
     pub async fn try_acquire_master_lease(&self, holder: &str, ttl: Duration) -> StoreResult<Option<MasterAuth>> {
@@ -54,7 +50,7 @@ impl Store {
             "UPDATE master_lease SET holder = ?, epoch = epoch + 1, expires_at = {now} + ?, \
              version = version + 1 WHERE id = 1 AND expires_at <= {now}",
         );
-        let won = sqlx::query(&sql).bind(holder).bind(ms(ttl)).execute(self.pool()).await?.rows_affected() == 1;
+        let won = self.changed_one_row(sqlx::query(&sql).bind(holder).bind(ms(ttl))).await?;
         if !won {
             return Ok(None);
         }
@@ -68,14 +64,7 @@ impl Store {
             "UPDATE master_lease SET expires_at = {now} + ?, version = version + 1 \
              WHERE id = 1 AND holder = ? AND epoch = ? AND expires_at > {now}",
         );
-        Ok(sqlx::query(&sql)
-            .bind(ms(ttl))
-            .bind(&auth.holder)
-            .bind(auth.epoch)
-            .execute(self.pool())
-            .await?
-            .rows_affected()
-            == 1)
+        self.changed_one_row(sqlx::query(&sql).bind(ms(ttl)).bind(&auth.holder).bind(auth.epoch)).await
     }
 
     /// Gives the lease up at once, so that a secondary need not wait for expiry.
@@ -84,7 +73,7 @@ impl Store {
             "UPDATE master_lease SET expires_at = 0, version = version + 1 \
              WHERE id = 1 AND holder = ? AND epoch = ?",
         );
-        Ok(sqlx::query(&sql).bind(&auth.holder).bind(auth.epoch).execute(self.pool()).await?.rows_affected() == 1)
+        self.changed_one_row(sqlx::query(&sql).bind(&auth.holder).bind(auth.epoch)).await
     }
 
     /// Reads the lease and the database clock in one statement.

@@ -3,10 +3,18 @@
 //! The API acknowledges a message only after its row is committed here; the
 //! shard's primary coreapp sends pending rows in `seq` order, so messages to
 //! one recipient (always one shard) keep their order across failovers.
+//! What a session reports is recorded by [`Store::record_outcomes`] in one
+//! transaction, together with the callbacks it causes (see [`super::callbacks`]):
+//! a status that really advanced, an inbound message stored for the first
+//! time, an error tied to no message.
 
+use super::callbacks::CallbackFilter;
 use super::dialect::RowText;
 use super::{Store, StoreResult};
+use crate::callback_payload;
+use crate::upstream::protocol::UpstreamError;
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// Delivery progress of an outbound message, as stored in `status_rank`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -19,6 +27,10 @@ pub enum MessageStatus {
     Delivered = 2,
     /// Read by the recipient.
     Read = 3,
+    /// Not delivered, and never will be: the upstream said so, or the coreapp
+    /// could not send it (its medium is gone or was refused, its link could
+    /// not be fetched). Reached only from queued or sent; final.
+    Failed = 4,
 }
 
 impl MessageStatus {
@@ -28,6 +40,7 @@ impl MessageStatus {
             1 => MessageStatus::Sent,
             2 => MessageStatus::Delivered,
             3 => MessageStatus::Read,
+            4 => MessageStatus::Failed,
             _ => MessageStatus::Queued,
         }
     }
@@ -39,6 +52,7 @@ impl MessageStatus {
             MessageStatus::Sent => "sent",
             MessageStatus::Delivered => "delivered",
             MessageStatus::Read => "read",
+            MessageStatus::Failed => "failed",
         }
     }
 }
@@ -67,11 +81,17 @@ pub struct PendingMessage {
     pub id: String,
     /// Recipient wa_id.
     pub recipient: String,
-    /// Payload.
+    /// Message type (`text`, `image`, ...), or [`MARK_READ_KIND`].
+    pub kind: String,
+    /// Payload: the message object without `to`, or `{"message_id"}` for a read mark.
     pub body: String,
     /// Send attempts so far; above 0 means this is a resend.
     pub attempts: i64,
 }
+
+/// The outbox kind of a read mark (`PUT /v1/messages/{id}`): sent as a
+/// mark-read, acknowledged like a message, never called back.
+pub const MARK_READ_KIND: &str = "mark_read";
 
 /// Stores an inbound message unless its id is already stored.
 const INSERT_INBOUND: &str =
@@ -81,19 +101,84 @@ const INSERT_INBOUND: &str =
 /// What a session reported, to be recorded in one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionOutcomes {
-    /// Acknowledged messages: API id and upstream id.
+    /// Acknowledged messages: API id and upstream id. An ack moves a queued
+    /// message to `sent`.
     pub acks: Vec<(String, String)>,
-    /// Receipts: API id and new status.
-    pub receipts: Vec<(String, MessageStatus)>,
+    /// Status changes: receipts, and failures found by the coreapp itself.
+    pub statuses: Vec<StatusUpdate>,
     /// Inbound messages (stored once each).
-    pub inbound: Vec<InboundMessage>,
+    pub inbound: Vec<ReceivedMessage>,
+    /// Errors tied to no message, called back as `{"errors":[...]}`.
+    pub notices: Vec<ErrorNotice>,
 }
 
 impl SessionOutcomes {
     /// Whether there is nothing to record.
     pub fn is_empty(&self) -> bool {
-        self.acks.is_empty() && self.receipts.is_empty() && self.inbound.is_empty()
+        self.acks.is_empty() && self.statuses.is_empty() && self.inbound.is_empty() && self.notices.is_empty()
     }
+}
+
+/// A new status of an outbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    /// API message id.
+    pub id: String,
+    /// The status reached.
+    pub status: MessageStatus,
+    /// When, unix seconds (the callback's `timestamp`).
+    pub timestamp_s: i64,
+    /// Why, for [`MessageStatus::Failed`].
+    pub errors: Vec<UpstreamError>,
+}
+
+impl StatusUpdate {
+    /// A status reached now, without errors.
+    pub fn now(id: &str, status: MessageStatus) -> StatusUpdate {
+        StatusUpdate { id: id.to_string(), status, timestamp_s: unix_now_s(), errors: Vec::new() }
+    }
+
+    /// A failure found now.
+    pub fn failed(id: &str, errors: Vec<UpstreamError>) -> StatusUpdate {
+        StatusUpdate { errors, ..StatusUpdate::now(id, MessageStatus::Failed) }
+    }
+}
+
+/// An inbound message with what its callback needs besides what is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The message as stored.
+    pub message: InboundMessage,
+    /// The sender's profile name, when the upstream told it.
+    pub profile_name: Option<String>,
+}
+
+/// An error tied to no message (say, inbound media that could not be stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorNotice {
+    /// Shard whose primary delivers the callback.
+    pub shard: u32,
+    /// Ordering key of the callback: the user it concerns.
+    pub recipient: String,
+    /// The errors.
+    pub errors: Vec<UpstreamError>,
+}
+
+/// Now, in unix seconds, by this node's clock.
+pub fn unix_now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Message ids per statement, well under every engine's limit on placeholders.
+const IDS_PER_QUERY: usize = 500;
+
+/// What the callbacks of an outbound message need to know of it.
+struct OutboundMeta {
+    recipient: String,
+    kind: String,
+    shard: u32,
 }
 
 /// A message received from the upstream for the account.
@@ -132,7 +217,7 @@ impl Store {
     /// The oldest unacknowledged messages of a shard, in send order.
     pub async fn pending_messages(&self, shard: u32, limit: u32) -> StoreResult<Vec<PendingMessage>> {
         let sql = self.sql(
-            "SELECT seq, id, recipient, body, attempts FROM messages \
+            "SELECT seq, id, recipient, kind, body, attempts FROM messages \
              WHERE shard = ? AND status_rank = 0 ORDER BY seq LIMIT ?",
         );
         let rows = sqlx::query(&sql).bind(i64::from(shard)).bind(i64::from(limit)).fetch_all(self.pool()).await?;
@@ -142,8 +227,9 @@ impl Store {
                     seq: r.try_get(0)?,
                     id: r.text(1)?,
                     recipient: r.text(2)?,
-                    body: r.text(3)?,
-                    attempts: r.try_get(4)?,
+                    kind: r.text(3)?,
+                    body: r.text(4)?,
+                    attempts: r.try_get(5)?,
                 })
             })
             .collect()
@@ -167,55 +253,189 @@ impl Store {
         Ok(())
     }
 
-    /// Records the upstream's acknowledgement of a message.
+    /// Records the upstream's acknowledgement of a message (no callbacks).
     pub async fn mark_sent(&self, id: &str, server_id: &str) -> StoreResult<()> {
         let outcomes = SessionOutcomes { acks: vec![(id.into(), server_id.into())], ..Default::default() };
-        self.record_outcomes(&outcomes).await
+        self.record_outcomes(&outcomes, CallbackFilter::OFF).await.map(drop)
     }
 
-    /// Records a delivery receipt; a status never moves backwards.
+    /// Records a delivery receipt (no callbacks); a status never moves backwards.
     pub async fn record_receipt(&self, id: &str, status: MessageStatus) -> StoreResult<()> {
-        let outcomes = SessionOutcomes { receipts: vec![(id.into(), status)], ..Default::default() };
-        self.record_outcomes(&outcomes).await
+        let outcomes = SessionOutcomes { statuses: vec![StatusUpdate::now(id, status)], ..Default::default() };
+        self.record_outcomes(&outcomes, CallbackFilter::OFF).await.map(drop)
     }
 
     /// Records what a session reported in one transaction: one commit (one
-    /// fsync, one hold of SQLite's write lock) for a whole batch.
-    pub async fn record_outcomes(&self, outcomes: &SessionOutcomes) -> StoreResult<()> {
+    /// fsync, one hold of SQLite's write lock) for a whole batch, with the
+    /// callbacks `filter` lets through. Returns how many callbacks it wrote.
+    ///
+    /// A status is recorded, and called back, only when it advances: an ack
+    /// or `sent` from queued, `delivered` and `read` from anything lower,
+    /// `failed` from queued or sent only (a delivered message never fails).
+    /// Read marks are acknowledged like messages but never called back.
+    pub async fn record_outcomes(&self, outcomes: &SessionOutcomes, filter: CallbackFilter) -> StoreResult<usize> {
         if outcomes.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let mut tx = self.pool().begin().await?;
+        let ids: Vec<&str> = outcomes
+            .acks
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .chain(outcomes.statuses.iter().map(|s| s.id.as_str()))
+            .collect();
+        let meta = if filter.on { self.outbound_meta(&mut tx, &ids).await? } else { HashMap::new() };
+        let mut callbacks = 0;
         let sent = self.sql(
-            "UPDATE messages SET status_rank = {greatest}(status_rank, 1), server_id = ?, sent_at = {now} WHERE id = ?",
+            "UPDATE messages SET status_rank = 1, server_id = ?, sent_at = {now} WHERE id = ? AND status_rank = 0",
         );
+        let now_s = unix_now_s();
         for (id, server_id) in &outcomes.acks {
-            sqlx::query(&sent).bind(server_id).bind(id).execute(&mut *tx).await?;
+            let advanced = sqlx::query(&sent).bind(server_id).bind(id).execute(&mut *tx).await?.rows_affected() == 1;
+            if advanced {
+                let update = StatusUpdate { timestamp_s: now_s, ..StatusUpdate::now(id, MessageStatus::Sent) };
+                callbacks += self.call_back_status(&mut tx, &update, meta.get(id), filter).await?;
+            }
         }
-        for (id, status) in &outcomes.receipts {
-            let column = match status {
-                MessageStatus::Delivered => "delivered_at",
-                MessageStatus::Read => "read_at",
-                MessageStatus::Sent | MessageStatus::Queued => "sent_at",
-            };
-            let sql = self.sql(&format!(
-                "UPDATE messages SET status_rank = {{greatest}}(status_rank, ?), {column} = {{now}} WHERE id = ?"
-            ));
-            sqlx::query(&sql).bind(*status as i64).bind(id).execute(&mut *tx).await?;
+        for update in &outcomes.statuses {
+            if self.advance_status(&mut tx, update).await? {
+                callbacks += self.call_back_status(&mut tx, update, meta.get(&update.id), filter).await?;
+            }
         }
         let inbound = self.sql(INSERT_INBOUND);
-        for message in &outcomes.inbound {
-            sqlx::query(&inbound)
+        for received in &outcomes.inbound {
+            let message = &received.message;
+            let stored = sqlx::query(&inbound)
                 .bind(&message.id)
                 .bind(&message.sender)
                 .bind(&message.body)
                 .bind(message.timestamp_s)
                 .bind(i64::from(message.shard))
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected()
+                == 1;
+            if stored && filter.on {
+                let object = serde_json::from_str(&message.body)
+                    .unwrap_or_else(|_| serde_json::json!({"type": "text", "text": {"body": message.body}}));
+                let payload = callback_payload::inbound(
+                    &message.sender,
+                    &message.id,
+                    message.timestamp_s,
+                    received.profile_name.as_deref(),
+                    &object,
+                );
+                self.enqueue_callback(&mut tx, message.shard, &message.sender, &payload).await?;
+                callbacks += 1;
+            }
+        }
+        if filter.on {
+            for notice in &outcomes.notices {
+                let payload = callback_payload::errors(&notice.errors);
+                self.enqueue_callback(&mut tx, notice.shard, &notice.recipient, &payload).await?;
+                callbacks += 1;
+            }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(callbacks)
+    }
+
+    /// Moves a message to `update.status` if that advances it; true when it did.
+    async fn advance_status(&self, conn: &mut sqlx::AnyConnection, update: &StatusUpdate) -> StoreResult<bool> {
+        let rank = update.status as i64;
+        let changed = match update.status {
+            MessageStatus::Queued => return Ok(false),
+            MessageStatus::Failed => {
+                let sql = self.sql("UPDATE messages SET status_rank = ? WHERE id = ? AND status_rank < ?");
+                let changed = sqlx::query(&sql)
+                    .bind(rank)
+                    .bind(&update.id)
+                    .bind(MessageStatus::Delivered as i64)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if changed {
+                    let errors = serde_json::to_string(&update.errors).expect("errors serialize");
+                    let sql =
+                        self.sql("{insert_ignore} INTO message_failures (id, errors, failed_at) VALUES (?, ?, {now})");
+                    sqlx::query(&sql).bind(&update.id).bind(errors).execute(&mut *conn).await?;
+                }
+                changed
+            }
+            status => {
+                let column = match status {
+                    MessageStatus::Delivered => "delivered_at",
+                    MessageStatus::Read => "read_at",
+                    _ => "sent_at",
+                };
+                let sql = self.sql(&format!(
+                    "UPDATE messages SET status_rank = ?, {column} = {{now}} WHERE id = ? AND status_rank < ?"
+                ));
+                sqlx::query(&sql).bind(rank).bind(&update.id).bind(rank).execute(&mut *conn).await?.rows_affected()
+                    == 1
+            }
+        };
+        Ok(changed)
+    }
+
+    /// Writes the status callback of `update` if `filter` lets it through;
+    /// returns how many it wrote (0 or 1).
+    async fn call_back_status(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        update: &StatusUpdate,
+        meta: Option<&OutboundMeta>,
+        filter: CallbackFilter,
+    ) -> StoreResult<usize> {
+        let Some(meta) = meta else { return Ok(0) };
+        if meta.kind == MARK_READ_KIND || !filter.calls_back(update.status) {
+            return Ok(0);
+        }
+        let payload =
+            callback_payload::status(&update.id, &meta.recipient, update.status.as_str(), update.timestamp_s, &update.errors);
+        self.enqueue_callback(conn, meta.shard, &meta.recipient, &payload).await?;
+        Ok(1)
+    }
+
+    /// Recipient, kind and shard of the messages `ids`, read in the caller's transaction.
+    async fn outbound_meta(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        ids: &[&str],
+    ) -> StoreResult<HashMap<String, OutboundMeta>> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = self.sql(&format!("SELECT id, recipient, kind, shard FROM messages WHERE id IN ({placeholders})"));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&mut *conn).await? {
+                let meta = OutboundMeta {
+                    recipient: r.text(1)?,
+                    kind: r.text(2)?,
+                    shard: u32::try_from(r.try_get::<i64, _>(3)?).unwrap_or(u32::MAX),
+                };
+                found.insert(r.text(0)?, meta);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Replaces the stored object of a queued message, e.g. a fetched link
+    /// by the id of the stored medium, so that a resend does not fetch again.
+    pub async fn replace_message_body(&self, id: &str, body: &str) -> StoreResult<bool> {
+        let sql = self.sql("UPDATE messages SET body = ? WHERE id = ? AND status_rank = 0");
+        self.changed_one_row(sqlx::query(&sql).bind(body).bind(id)).await
+    }
+
+    /// Why a message failed: its on-prem `errors` array as JSON, `None` when it did not.
+    pub async fn message_failure(&self, id: &str) -> StoreResult<Option<String>> {
+        let sql = self.sql("SELECT errors FROM message_failures WHERE id = ?");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.pool()).await?;
+        row.map(|r| r.text(0)).transpose()
     }
 
     /// The stored status of a message, `None` when unknown.
@@ -236,15 +456,14 @@ impl Store {
     /// Stores an inbound message once; false when it was already stored.
     pub async fn store_inbound(&self, message: &InboundMessage) -> StoreResult<bool> {
         let sql = self.sql(INSERT_INBOUND);
-        Ok(sqlx::query(&sql)
-            .bind(&message.id)
-            .bind(&message.sender)
-            .bind(&message.body)
-            .bind(message.timestamp_s)
-            .bind(i64::from(message.shard))
-            .execute(self.pool())
-            .await?
-            .rows_affected()
-            == 1)
+        self.changed_one_row(
+            sqlx::query(&sql)
+                .bind(&message.id)
+                .bind(&message.sender)
+                .bind(&message.body)
+                .bind(message.timestamp_s)
+                .bind(i64::from(message.shard)),
+        )
+        .await
     }
 }

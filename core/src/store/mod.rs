@@ -8,14 +8,22 @@
 //! - [`plugins`]: policy plugins uploaded to the cluster;
 //! - [`settings`]: the versioned application settings document;
 //! - [`messages`]: the durable outbox and inbound messages;
+//! - [`callbacks`]: the callbacks waiting for the webhook receiver, and their delivery;
+//! - [`inbound`]: reading one inbound message back (to mark it read);
+//! - [`media`]: the media directory's index: type, digest and size of each medium;
+//! - [`contacts`]: contact check results and the checks queued per shard;
 //! - [`users`]: API users and their bearer tokens.
 //!
 //! Queries are portable SQL with a few tokens that [`dialect::Dialect`]
 //! rewrites per engine, so the three backends share one implementation and
 //! one test suite.
 
+pub mod callbacks;
+pub mod contacts;
 pub mod dialect;
+pub mod inbound;
 pub mod master_lease;
+pub mod media;
 pub mod messages;
 pub mod nodes;
 pub mod plugins;
@@ -26,8 +34,10 @@ pub mod users;
 
 use crate::config::{DbConfig, DbEngine};
 use dialect::Dialect;
-use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Executor, Row};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Errors of the store.
@@ -52,6 +62,17 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// A file or directory of the store could not be read or written.
+    #[error("{action} {}: {error}", .path.display())]
+    Io {
+        /// What was being done, e.g. `cannot create`.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// Why it failed. Shown in the message and deliberately not a
+        /// `source()`, so that error chains (`{:#}`) do not print it twice.
+        error: std::io::Error,
+    },
 }
 
 /// Result of store calls.
@@ -71,8 +92,11 @@ impl Store {
         let engine = config.engine;
         let name = config.database_name();
         if engine == DbEngine::Sqlite {
-            std::fs::create_dir_all(&config.data_dir)
-                .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", config.data_dir.display())))?;
+            std::fs::create_dir_all(&config.data_dir).map_err(|error| StoreError::Io {
+                action: "cannot create",
+                path: config.data_dir.clone(),
+                error,
+            })?;
         } else {
             create_server_database(config, &name).await?;
         }
@@ -122,6 +146,14 @@ impl Store {
     /// The pool, for the store's own modules.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Runs a conditional write of one row and says whether its condition
+    /// held: true when it changed exactly one row (the fence, the expected
+    /// version or the claim matched; for an insert-ignore, the row was new),
+    /// false when it changed none.
+    pub(crate) async fn changed_one_row<'q>(&self, query: Query<'q, Any, AnyArguments<'q>>) -> StoreResult<bool> {
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
     }
 
     /// The database clock, in unix milliseconds.
@@ -190,6 +222,13 @@ impl Store {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A duration in the store's unit, milliseconds, for arithmetic on the
+/// database clock; absurdly long durations saturate at a quarter of
+/// `i64::MAX`, so that adding one to a timestamp cannot overflow.
+pub(crate) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 /// Creates `<prefix>shardgate` on a PostgreSQL or MySQL server when missing.

@@ -80,7 +80,7 @@ impl Store {
     /// Writes this node's database liveness; false when another process took its id.
     pub async fn touch_node(&self, node_id: &str, instance_id: &str) -> StoreResult<bool> {
         let sql = self.sql("UPDATE nodes SET last_seen = {now} WHERE node_id = ? AND instance_id = ?");
-        Ok(sqlx::query(&sql).bind(node_id).bind(instance_id).execute(self.pool()).await?.rows_affected() == 1)
+        self.changed_one_row(sqlx::query(&sql).bind(node_id).bind(instance_id)).await
     }
 
     /// Every registered node and the database clock.

@@ -65,6 +65,36 @@ pub const MIGRATIONS: &[Migration] = &[
          version VARCHAR(64) NOT NULL, sha256 VARCHAR(64) NOT NULL, component {blob} NOT NULL, \
          uploaded_at BIGINT NOT NULL)"],
     },
+    Migration {
+        version: 3,
+        name: "messaging surface: media, contacts cache and checks, failures, callbacks",
+        statements: &[
+            // Media in WA_MEDIA_DIR, named by id; the row is what the API answers with.
+            "CREATE TABLE IF NOT EXISTS media (id VARCHAR(64) PRIMARY KEY, mime_type VARCHAR(191) NOT NULL, \
+         sha256 VARCHAR(64) NOT NULL, size BIGINT NOT NULL, origin VARCHAR(16) NOT NULL, \
+         created_at BIGINT NOT NULL)",
+            // Contact check results, shared by every webapp, valid for 7 days.
+            "CREATE TABLE IF NOT EXISTS contacts (input VARCHAR(64) PRIMARY KEY, status VARCHAR(16) NOT NULL, \
+         wa_id VARCHAR(64), checked_at BIGINT NOT NULL)",
+            // Checks waiting for the shard's primary coreapp to ask the upstream.
+            "CREATE TABLE IF NOT EXISTS contact_checks (input VARCHAR(64) PRIMARY KEY, shard BIGINT NOT NULL, \
+         requested_at BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS contact_checks_shard ON contact_checks (shard, requested_at)",
+            // Why an outbound message failed (status_rank 4), as on-prem `errors`.
+            "CREATE TABLE IF NOT EXISTS message_failures (id VARCHAR(64) PRIMARY KEY, errors TEXT NOT NULL, \
+         failed_at BIGINT NOT NULL)",
+            // Callbacks to the webhook, written in the transaction that records
+            // what they announce and delivered by the shard's primary coreapp,
+            // in seq order per recipient. `delivered_at` is set once a callback
+            // is settled: delivered, or (with `dropped_at` too) dropped after
+            // its one attempt under `callback_persist=false`.
+            "CREATE TABLE IF NOT EXISTS callbacks (seq {autoinc}, shard BIGINT NOT NULL, \
+         recipient VARCHAR(64) NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL, \
+         attempts BIGINT NOT NULL, next_attempt_at BIGINT NOT NULL, delivered_at BIGINT, \
+         dropped_at BIGINT)",
+            "CREATE INDEX IF NOT EXISTS callbacks_pending ON callbacks (shard, delivered_at, seq)",
+        ],
+    },
 ];
 
 /// The schema version this build knows and writes.

@@ -26,11 +26,11 @@ impl Store {
     pub async fn write_settings(&self, expected_version: i64, doc: &str) -> StoreResult<Option<i64>> {
         let written = if expected_version == 0 {
             let sql = self.sql("{insert_ignore} INTO settings (id, doc, version) VALUES (1, ?, 1)");
-            sqlx::query(&sql).bind(doc).execute(self.pool()).await?.rows_affected()
+            self.changed_one_row(sqlx::query(&sql).bind(doc)).await?
         } else {
             let sql = self.sql("UPDATE settings SET doc = ?, version = version + 1 WHERE id = 1 AND version = ?");
-            sqlx::query(&sql).bind(doc).bind(expected_version).execute(self.pool()).await?.rows_affected()
+            self.changed_one_row(sqlx::query(&sql).bind(doc).bind(expected_version)).await?
         };
-        Ok((written == 1).then_some(expected_version + 1))
+        Ok(written.then_some(expected_version + 1))
     }
 }

@@ -6,7 +6,7 @@
 
 use super::dialect::RowText;
 use super::master_lease::{MasterAuth, MASTER_FENCE};
-use super::{Store, StoreResult};
+use super::{ms, Store, StoreResult};
 use sqlx::Row;
 use std::time::Duration;
 
@@ -57,10 +57,6 @@ pub struct ClusterInfo {
     pub shards: u32,
     /// The account (phone number) whose sessions the coreapps hold.
     pub account: String,
-}
-
-pub(crate) fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 impl Store {
@@ -135,18 +131,17 @@ impl Store {
              lease_expires_at = 0, not_before = ?, master_epoch = ?, version = version + 1, \
              updated_at = {{now}} WHERE shard = ? AND version = ? AND {MASTER_FENCE}"
         ));
-        Ok(sqlx::query(&sql)
-            .bind(new_owner)
-            .bind(not_before)
-            .bind(auth.epoch)
-            .bind(i64::from(shard))
-            .bind(expected_version)
-            .bind(&auth.holder)
-            .bind(auth.epoch)
-            .execute(self.pool())
-            .await?
-            .rows_affected()
-            == 1)
+        self.changed_one_row(
+            sqlx::query(&sql)
+                .bind(new_owner)
+                .bind(not_before)
+                .bind(auth.epoch)
+                .bind(i64::from(shard))
+                .bind(expected_version)
+                .bind(&auth.holder)
+                .bind(auth.epoch),
+        )
+        .await
     }
 
     /// The assigned owner takes the lease of `epoch`, once `not_before` has passed.
@@ -163,16 +158,10 @@ impl Store {
              version = version + 1, updated_at = {now} WHERE shard = ? AND epoch = ? AND owner = ? \
              AND owner_instance = '' AND not_before <= {now}",
         );
-        Ok(sqlx::query(&sql)
-            .bind(instance)
-            .bind(ms(ttl))
-            .bind(i64::from(shard))
-            .bind(epoch)
-            .bind(node_id)
-            .execute(self.pool())
-            .await?
-            .rows_affected()
-            == 1)
+        self.changed_one_row(
+            sqlx::query(&sql).bind(instance).bind(ms(ttl)).bind(i64::from(shard)).bind(epoch).bind(node_id),
+        )
+        .await
     }
 
     /// Extends a claimed lease; false once the shard was reassigned.
@@ -181,15 +170,7 @@ impl Store {
             "UPDATE shard_map SET lease_expires_at = {now} + ?, version = version + 1 \
              WHERE shard = ? AND epoch = ? AND owner_instance = ?",
         );
-        Ok(sqlx::query(&sql)
-            .bind(ms(ttl))
-            .bind(i64::from(shard))
-            .bind(epoch)
-            .bind(instance)
-            .execute(self.pool())
-            .await?
-            .rows_affected()
-            == 1)
+        self.changed_one_row(sqlx::query(&sql).bind(ms(ttl)).bind(i64::from(shard)).bind(epoch).bind(instance)).await
     }
 
     /// Hands a shard back after its session was closed (clean shutdown), so a
@@ -202,14 +183,6 @@ impl Store {
              not_before = {now} + ?, version = version + 1, updated_at = {now} \
              WHERE shard = ? AND epoch = ? AND owner_instance = ?",
         );
-        Ok(sqlx::query(&sql)
-            .bind(ms(quiet))
-            .bind(i64::from(shard))
-            .bind(epoch)
-            .bind(instance)
-            .execute(self.pool())
-            .await?
-            .rows_affected()
-            == 1)
+        self.changed_one_row(sqlx::query(&sql).bind(ms(quiet)).bind(i64::from(shard)).bind(epoch).bind(instance)).await
     }
 }

@@ -5,6 +5,7 @@
 
 use super::dialect::RowText;
 use super::{Store, StoreResult};
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 /// A stored API user.
@@ -20,20 +21,24 @@ pub struct UserRecord {
     pub must_change: bool,
 }
 
+impl UserRecord {
+    /// A row of `username, password_hash, role, must_change`, in that order.
+    fn from_row(r: &AnyRow) -> StoreResult<UserRecord> {
+        Ok(UserRecord {
+            username: r.text(0)?,
+            password_hash: r.text(1)?,
+            role: r.text(2)?,
+            must_change: r.try_get::<i64, _>(3)? != 0,
+        })
+    }
+}
+
 impl Store {
     /// Looks a user up by name.
     pub async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         let sql = self.sql("SELECT username, password_hash, role, must_change FROM users WHERE username = ?");
         let row = sqlx::query(&sql).bind(username).fetch_optional(self.pool()).await?;
-        row.map(|r| {
-            Ok(UserRecord {
-                username: r.text(0)?,
-                password_hash: r.text(1)?,
-                role: r.text(2)?,
-                must_change: r.try_get::<i64, _>(3)? != 0,
-            })
-        })
-        .transpose()
+        row.as_ref().map(UserRecord::from_row).transpose()
     }
 
     /// Creates the user unless one of that name exists.
@@ -83,14 +88,6 @@ impl Store {
              JOIN users u ON u.username = t.username WHERE t.token_hash = ? AND t.expires_at > {now}",
         );
         let row = sqlx::query(&sql).bind(token_hash).fetch_optional(self.pool()).await?;
-        row.map(|r| {
-            Ok(UserRecord {
-                username: r.text(0)?,
-                password_hash: r.text(1)?,
-                role: r.text(2)?,
-                must_change: r.try_get::<i64, _>(3)? != 0,
-            })
-        })
-        .transpose()
+        row.as_ref().map(UserRecord::from_row).transpose()
     }
 }

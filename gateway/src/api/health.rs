@@ -6,11 +6,11 @@
 //! (`master` or `coreapp`): without an answer, whether a master is primary
 //! or secondary is unknown, and guessing would mislead an operator.
 
-use crate::api::Meta;
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::cluster_view;
 use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::Meta;
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;

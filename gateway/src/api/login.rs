@@ -3,11 +3,12 @@
 //! first login of the default admin must do). Attempts are limited per client
 //! address and per user name (`login_limits`).
 
-use crate::app::AppState;
 use crate::auth::{self, ClientAddr};
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::ApiJson;
 use crate::login_limits::address_key;
+use crate::state::AppState;
+use crate::views::utc_timestamp;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
@@ -94,33 +95,4 @@ pub struct IssuedToken {
     pub token: String,
     /// Expiry on the database clock, `YYYY-MM-DD HH:MM:SS+00:00`.
     pub expires_after: String,
-}
-
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS+00:00`.
-pub fn utc_timestamp(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil conversion (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}+00:00", of_day / 3600, of_day % 3600 / 60, of_day % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_utc_in_the_onprem_format() {
-        assert_eq!(utc_timestamp(0), "1970-01-01 00:00:00+00:00");
-        assert_eq!(utc_timestamp(951_782_400_000), "2000-02-29 00:00:00+00:00");
-        assert_eq!(utc_timestamp(1_700_000_000_999), "2023-11-14 22:13:20+00:00");
-    }
 }

@@ -2,14 +2,15 @@
 //! the on-prem client does; the user's other tokens stay valid. The answer
 //! is the on-prem `{"meta":{...}}`.
 
-use crate::api::Meta;
-use crate::app::AppState;
 use crate::auth::{self, Caller, ClientAddr};
 use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::Meta;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::Serialize;
+use shardgate_core::policy::Principal;
 
 /// Revokes the caller's token. A caller without a bearer token (the API key)
 /// has nothing to log out of: 401.
@@ -22,7 +23,7 @@ pub async fn logout(
     let token = auth::bearer_token(&headers)
         .ok_or_else(|| ApiError::unauthenticated("logout revokes the bearer token sent with it; none was sent"))?;
     state.store.revoke_token(&auth::token_hash(token)).await?;
-    if let Caller::User { username, .. } = &caller {
+    if let Caller(Principal::User { name: username, .. }) = &caller {
         tracing::info!(user = %username, client = %client, "logged out: token revoked");
     }
     Ok(Json(LogoutResponse { meta: Meta::current() }))

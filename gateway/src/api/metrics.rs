@@ -2,9 +2,9 @@
 //! (messages accepted, and the plugin host's counters as of the scrape).
 //! The default authorizer lets the API key and logged-in users through.
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::metrics::GatewayMetrics;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;

@@ -15,20 +15,18 @@
 //! no plugin of that kind is stored: what runs without being stored (a
 //! plugin directory's) is the plugin sync's to manage.
 
-use crate::api::login::utc_timestamp;
-use crate::api::Meta;
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorKind};
+use crate::state::AppState;
+use crate::views::{system_timestamp, Meta, PluginView};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use shardgate_core::digest::sha256_hex;
 use shardgate_core::store::plugins::StoredPlugin;
-use shardgate_plugins::{Blame, PluginInfo, PluginKind, RetiredPlugin};
-use std::time::SystemTime;
+use shardgate_plugins::{Blame, PluginKind, RetiredPlugin};
 
 /// Largest component an upload may carry (enforced by `DefaultBodyLimit` in `app.rs`).
 pub const COMPONENT_LIMIT: usize = 16 << 20;
@@ -166,15 +164,6 @@ fn body_unreadable(rejection: BytesRejection) -> ApiError {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn timestamp(at: SystemTime) -> String {
-    let unix_ms = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    utc_timestamp(i64::try_from(unix_ms).unwrap_or(i64::MAX))
-}
-
 /// The answer of `GET`: `{"plugins":[...],"retired":[...],"stored":[...],"meta":{...}}`.
 #[derive(Debug, Serialize)]
 pub struct PluginsResponse {
@@ -207,54 +196,6 @@ pub struct StoredDigest {
     pub sha256: String,
 }
 
-/// One plugin as this webapp runs it.
-#[derive(Debug, Serialize)]
-pub struct PluginView {
-    /// `router`, `authorizer` or `health-policy`.
-    pub kind: &'static str,
-    /// Name given at upload (`default` for the built-in one).
-    pub name: String,
-    /// Version given at upload.
-    pub version: String,
-    /// SHA-256 of the component, hex.
-    pub sha256: String,
-    /// When it started running here, `YYYY-MM-DD HH:MM:SS+00:00`.
-    pub loaded_at: String,
-    /// Calls made to it since.
-    pub calls: u64,
-    /// Calls it failed (its fault).
-    pub failures: u64,
-    /// Calls the built-in rule answered instead.
-    pub fallbacks: u64,
-    /// Instances created for it.
-    pub instances: u64,
-    /// Failures in a row now; it is unloaded at the host's limit.
-    pub consecutive_failures: u32,
-    /// The last failure, with its blame.
-    pub last_error: Option<String>,
-    /// Whether it is the built-in default.
-    pub default: bool,
-}
-
-impl From<PluginInfo> for PluginView {
-    fn from(info: PluginInfo) -> PluginView {
-        PluginView {
-            kind: info.kind.as_str(),
-            name: info.name,
-            version: info.version,
-            sha256: info.sha256,
-            loaded_at: timestamp(info.loaded_at),
-            calls: info.calls,
-            failures: info.failures,
-            fallbacks: info.fallbacks,
-            instances: info.instances,
-            consecutive_failures: info.consecutive_failures,
-            last_error: info.last_error,
-            default: info.default,
-        }
-    }
-}
-
 /// A plugin that stopped running here.
 #[derive(Debug, Serialize)]
 pub struct RetiredView {
@@ -273,7 +214,7 @@ impl From<RetiredPlugin> for RetiredView {
     fn from(retired: RetiredPlugin) -> RetiredView {
         RetiredView {
             plugin: PluginView::from(retired.info),
-            retired_at: timestamp(retired.retired_at),
+            retired_at: system_timestamp(retired.retired_at),
             reason: retired.reason,
             unloaded_for_failures: retired.unloaded_for_failures,
         }

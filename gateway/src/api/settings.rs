@@ -8,10 +8,10 @@
 //! document's version, re-read and re-validated on conflict. Nodes poll that
 //! version (`LiveSettings`), so nothing is broadcast from here.
 
-use crate::api::Meta;
-use crate::app::AppState;
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::views::Meta;
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
@@ -108,15 +108,31 @@ fn stored_settings_unusable(problem: String) -> ApiError {
     )
 }
 
-/// `base` with every field `top` sets replaced.
+/// `base` with every field `top` sets replaced; nested objects (`webhooks`,
+/// `webhooks.message`, `media`) are merged field by field, as the on-prem
+/// client does with `PATCH {"webhooks":{"url":...}}`.
 fn overlay(base: SettingsPatch, top: &SettingsPatch) -> Result<SettingsPatch, ApiError> {
     // Through JSON, so that a field added to SettingsPatch needs no change here.
     let mut merged = serde_json::to_value(base).map_err(ApiError::internal)?;
     let top = serde_json::to_value(top).map_err(ApiError::internal)?;
-    if let (Some(merged), Some(top)) = (merged.as_object_mut(), top.as_object()) {
-        merged.extend(top.clone());
-    }
+    merge_json(&mut merged, top);
     serde_json::from_value(merged).map_err(ApiError::internal)
+}
+
+fn merge_json(base: &mut serde_json::Value, top: serde_json::Value) {
+    match (base.as_object_mut(), top) {
+        (Some(base), serde_json::Value::Object(top)) => {
+            for (key, value) in top {
+                match base.get_mut(&key) {
+                    Some(existing) if existing.is_object() && value.is_object() => merge_json(existing, value),
+                    _ => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (_, top) => *base = top,
+    }
 }
 
 /// The answer: `{"settings":{"application":{...}},"meta":{...}}`.
@@ -153,5 +169,15 @@ mod tests {
         assert_eq!(merged.heartbeat_interval, Some(1.0));
         assert_eq!(merged.unhealthy_interval, Some(40.0));
         assert_eq!(merged.db_update_interval, None);
+    }
+
+    #[test]
+    fn overlay_merges_nested_objects_field_by_field() {
+        let stored: SettingsPatch =
+            serde_json::from_str(r#"{"webhooks":{"url":"http://a/","message":{"read":false}}}"#).unwrap();
+        let patch: SettingsPatch = serde_json::from_str(r#"{"webhooks":{"message":{"sent":false}}}"#).unwrap();
+        let merged = Settings::default().merged(&overlay(stored, &patch).unwrap());
+        assert_eq!(merged.webhooks.url, "http://a/");
+        assert!(!merged.webhooks.message.read && !merged.webhooks.message.sent && merged.webhooks.message.delivered);
     }
 }

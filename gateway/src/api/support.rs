@@ -2,11 +2,11 @@
 //! version, pid, settings version, uptime) from the nodes' own answers, this
 //! webapp's identity, and the plugins it runs.
 
-use crate::api::plugins::PluginView;
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::cluster_view::{self, NodeView};
 use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::PluginView;
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use sha2::{Digest, Sha256};
+use shardgate_core::digest::sha256_hex;
 use wasmtime::component::Component;
 use wasmtime::Store;
 
@@ -174,8 +174,4 @@ fn check_label(name: &str, version: &str) -> Result<(), PluginError> {
         )));
     }
     Ok(())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -7,12 +7,16 @@
 
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use futures::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use shardgate_core::upstream::protocol::{ClientFrame, ReceiptStatus, ServerFrame};
-use shardgate_core::upstream::sim::{
-    self, BanRecord, ConflictRecord, MessageRecord, SessionRecord, SimConfig, SimHandle, SimStats,
+use sha2::{Digest, Sha256};
+use shardgate_core::upstream::protocol::{ClientFrame, ContactCheck, ReceiptStatus, ServerFrame};
+use shardgate_upstream_sim::{
+    self as sim, BanRecord, ConflictRecord, InboundRecord, MarkReadRecord, MediaRecord, MessageRecord, SessionRecord,
+    SimConfig, SimHandle, SimStats,
 };
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LinesCodec};
@@ -49,7 +53,25 @@ impl Client {
     }
 
     async fn send_message(&mut self, id: &str, to: &str) {
-        self.send(ClientFrame::Send { id: id.into(), to: to.into(), body: format!("body of {id}") }).await;
+        let message = json!({"type": "text", "text": {"body": format!("body of {id}")}});
+        self.send(ClientFrame::Send { id: id.into(), to: to.into(), message }).await;
+    }
+
+    /// Uploads `bytes` as media `media_id` in chunks of `chunk` bytes.
+    async fn upload(&mut self, media_id: &str, bytes: &[u8], chunk: usize) {
+        let sha256 = sha256_hex(bytes);
+        let pieces: Vec<&[u8]> = bytes.chunks(chunk).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            let frame = ClientFrame::MediaChunk {
+                media_id: media_id.into(),
+                mime_type: "image/png".into(),
+                sha256: sha256.clone(),
+                offset: (i * chunk) as u64,
+                data: BASE64.encode(piece),
+                last: i + 1 == pieces.len(),
+            };
+            self.send(frame).await;
+        }
     }
 
     /// The next frame, pings included; `None` once the sim hung up.
@@ -145,6 +167,18 @@ fn kicked(reason: &str) -> ServerFrame {
 
 fn refused(reason: &str) -> ServerFrame {
     ServerFrame::Refused { reason: reason.into() }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// The next ack's id.
+async fn acked(client: &mut Client) -> String {
+    match client.next().await {
+        ServerFrame::Ack { id, .. } => id,
+        other => panic!("expected an ack, got {other:?}"),
+    }
 }
 
 fn receipt_status(frame: &ServerFrame, id: &str) -> ReceiptStatus {
@@ -381,8 +415,10 @@ async fn injected_inbound_reaches_the_open_session_of_its_shard_or_waits_for_one
 
     assert_eq!((&live["shard"], &live["queued"]), (&json!(1), &json!(false)));
     match shard1.next().await {
-        ServerFrame::Inbound { id, from, body, .. } => {
-            assert_eq!((json!(id), from.as_str(), body.as_str()), (live["id"].clone(), "15557777", "hi"))
+        ServerFrame::Inbound { id, from, message, profile_name, media, .. } => {
+            assert_eq!((json!(id), from.as_str()), (live["id"].clone(), "15557777"));
+            assert_eq!(message, json!({"type": "text", "text": {"body": "hi"}}), "the original form is a text");
+            assert_eq!((profile_name, media), (None, None));
         }
         other => panic!("expected the inbound message, got {other:?}"),
     }
@@ -480,4 +516,218 @@ async fn dropping_the_handle_stops_the_sim_and_hangs_up_sessions() {
     })
     .await;
     assert!(stopped.is_ok(), "the inspection API still answers");
+}
+
+#[tokio::test]
+async fn message_failing_the_networks_checks_is_acked_then_failed_once_and_never_delivered() {
+    let sim = start(SimConfig { receipt_delay_ms: 20, ..SimConfig::ephemeral() }).await;
+    let (mut client, _) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    post(&sim, "/sim/contacts", json!({"remove": ["15550000404"]})).await;
+    let template = json!({"type": "template", "template": {"namespace": "ns", "name": "ready",
+        "language": {"code": "en"}, "components": [{"type": "body", "parameters": [{"type": "text", "text": "x"}]}]}});
+
+    client.send_message("unknown", "+1 555 000 0404").await;
+    client.send(ClientFrame::Send { id: "tpl".into(), to: "15559999".into(), message: template.clone() }).await;
+
+    for (id, code) in [("unknown", 1013), ("tpl", 2001)] {
+        assert_eq!(acked(&mut client).await, id, "a failed message is still acked");
+        match client.next().await {
+            ServerFrame::Receipt { id: got, status: ReceiptStatus::Failed, errors, .. } if got == id => {
+                assert_eq!(errors.iter().map(|e| e.code).collect::<Vec<_>>(), vec![code], "{id}: {errors:?}")
+            }
+            other => panic!("expected a failed receipt for {id}, got {other:?}"),
+        }
+    }
+    // A resend of a failed id: acked, nothing else. Then a template that exists
+    // now: its whole receipt chain proves nothing else came for the failed ones.
+    client.send_message("unknown", "+1 555 000 0404").await;
+    let registered =
+        post(&sim, "/sim/templates", json!({"namespace": "ns", "name": "ready", "language": "en", "params": 1})).await;
+    assert_eq!(registered["templates"].as_array().map(Vec::len), Some(1));
+    client.send(ClientFrame::Send { id: "tpl2".into(), to: "15559999".into(), message: template }).await;
+    assert_eq!(acked(&mut client).await, "unknown");
+    assert_eq!(acked(&mut client).await, "tpl2");
+    for status in [ReceiptStatus::Sent, ReceiptStatus::Delivered, ReceiptStatus::Read] {
+        assert_eq!(receipt_status(&client.next().await, "tpl2"), status);
+    }
+
+    let stats = stats(&sim).await;
+    assert_eq!(
+        (
+            stats.messages_received,
+            stats.unique_messages,
+            stats.messages_failed,
+            stats.resends,
+            stats.duplicate_deliveries
+        ),
+        (4, 3, 2, 1, 0)
+    );
+    let body: Value = get(&sim, "/sim/deliveries").await;
+    assert_eq!(body, json!({"deliveries": {"15559999": ["tpl2"]}}));
+    let body: Value = get(&sim, "/sim/messages").await;
+    let messages: Vec<MessageRecord> = serde_json::from_value(body["messages"].clone()).unwrap();
+    let seen: Vec<_> =
+        messages.iter().map(|m| (m.id.as_str(), m.status.as_str(), m.errors.len(), m.delivered)).collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("unknown", "failed", 1, false),
+            ("tpl", "failed", 1, false),
+            ("unknown", "failed", 1, false),
+            ("tpl2", "read", 0, true)
+        ]
+    );
+    assert_eq!(messages[1].message["template"]["name"], json!("ready"), "the payload as received");
+}
+
+#[tokio::test]
+async fn uploaded_media_can_be_sent_and_each_sessions_upload_is_counted() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (mut client, session) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let image = json!({"type": "image", "image": {"id": "pic-1", "caption": "look"}});
+
+    client.upload("pic-1", &bytes, 4096).await;
+    let stored = client.next().await;
+    client.send(ClientFrame::Send { id: "m1".into(), to: "15559999".into(), message: image }).await;
+
+    assert_eq!(stored, ServerFrame::MediaStored { media_id: "pic-1".into(), sha256: sha256_hex(&bytes) });
+    assert_eq!(acked(&mut client).await, "m1");
+    assert_eq!(receipt_status(&client.next().await, "m1"), ReceiptStatus::Sent);
+    let body: Value = get(&sim, "/sim/media").await;
+    let media: Vec<MediaRecord> = serde_json::from_value(body["media"].clone()).unwrap();
+    assert_eq!((media[0].media_id.as_str(), media[0].stored, media[0].size), ("pic-1", true, Some(10_000)));
+    let sent = &media[0].sessions;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (sent[0].session.as_str(), sent[0].chunks, sent[0].bytes, sent[0].uploads),
+        (session.as_str(), 3, 10_000, 1)
+    );
+
+    // Out of order: the chunk at 4096 comes first.
+    let chunk = ClientFrame::MediaChunk {
+        media_id: "pic-2".into(),
+        mime_type: "image/png".into(),
+        sha256: sha256_hex(&bytes),
+        offset: 4096,
+        data: BASE64.encode(&bytes[4096..]),
+        last: true,
+    };
+    client.send(chunk).await;
+    assert!(matches!(client.next().await, ServerFrame::MediaRefused { media_id, .. } if media_id == "pic-2"));
+    let stats = stats(&sim).await;
+    assert_eq!((stats.media_stored, stats.media_refused), (1, 1));
+}
+
+#[tokio::test]
+async fn contact_checks_answer_valid_with_the_wa_id_or_invalid() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (mut client, _) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    post(&sim, "/sim/contacts", json!({"add": ["1555"], "remove": ["15551234567"]})).await;
+    let inputs = ["+1 (555) 765-4321", "+1 555 123 4567", "1555", "12", "not a number"];
+
+    client.send(ClientFrame::CheckContacts { id: "c1".into(), inputs: inputs.map(String::from).to_vec() }).await;
+
+    let ServerFrame::ContactsChecked { id, contacts } = client.next().await else { panic!("expected contacts") };
+    assert_eq!(id, "c1");
+    let valid = |input: &str, wa_id: &str| ContactCheck {
+        input: input.into(),
+        status: "valid".into(),
+        wa_id: Some(wa_id.into()),
+    };
+    let invalid = |input: &str| ContactCheck { input: input.into(), status: "invalid".into(), wa_id: None };
+    assert_eq!(
+        contacts,
+        vec![
+            valid(inputs[0], "15557654321"),
+            invalid(inputs[1]),
+            valid(inputs[2], "1555"),
+            invalid(inputs[3]),
+            invalid(inputs[4])
+        ]
+    );
+    let directory: Value = get(&sim, "/sim/contacts").await;
+    assert_eq!(
+        (&directory["added"], &directory["removed"], &directory["checks"]),
+        (&json!(["1555"]), &json!(["15551234567"]), &json!(1))
+    );
+}
+
+#[tokio::test]
+async fn injected_inbound_media_carries_its_bytes_and_their_hash() {
+    let sim = start(SimConfig::ephemeral()).await;
+    let (mut client, _) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    let bytes = b"%PDF-1.4 a tiny document".to_vec();
+    let request = json!({"account": "15550001", "shard": 0, "from": "15557777", "profile_name": "Ann",
+        "message": {"type": "document", "document": {"filename": "a.pdf", "caption": "the contract"}},
+        "media": {"data": BASE64.encode(&bytes)}});
+
+    let injected = post(&sim, "/sim/inbound", request).await;
+
+    assert_eq!(
+        injected["media"],
+        json!({"mime_type": "application/pdf", "sha256": sha256_hex(&bytes), "size": bytes.len()})
+    );
+    match client.next().await {
+        ServerFrame::Inbound { message, profile_name, media: Some(media), .. } => {
+            assert_eq!(profile_name.as_deref(), Some("Ann"));
+            assert_eq!(BASE64.decode(&media.data).unwrap(), bytes);
+            assert_eq!(
+                (media.mime_type.as_str(), media.sha256.as_str()),
+                ("application/pdf", sha256_hex(&bytes).as_str())
+            );
+            let expected = json!({"filename": "a.pdf", "caption": "the contract", "mime_type": "application/pdf", "sha256": media.sha256});
+            assert_eq!(message, json!({"type": "document", "document": expected}));
+        }
+        other => panic!("expected the inbound document, got {other:?}"),
+    }
+    let voice = json!({"account": "15550001", "shard": 0, "from": "15557777", "message": {"type": "voice"}, "media": {"size": 5000}});
+    post(&sim, "/sim/inbound", voice).await;
+    let ServerFrame::Inbound { media: Some(media), .. } = client.next().await else { panic!("expected a voice note") };
+    assert_eq!(BASE64.decode(&media.data).unwrap().len(), 5000);
+    let reply = json!({"type": "interactive", "interactive": {"type": "list_reply", "list_reply": {"id": "r1", "title": "One"}}});
+    post(&sim, "/sim/inbound", json!({"account": "15550001", "shard": 0, "from": "15557777", "message": reply})).await;
+    assert!(matches!(client.next().await, ServerFrame::Inbound { message, media: None, .. } if message == reply));
+
+    let bad = reqwest::Client::new()
+        .post(format!("{}/sim/inbound", sim.http_url()))
+        .json(&json!({"account": "15550001", "from": "15557777"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 422, "neither body nor message");
+}
+
+#[tokio::test]
+async fn mark_read_is_acked_once_per_id_without_receipts_and_stamps_the_inbound_message() {
+    let sim = start(SimConfig { receipt_delay_ms: 20, ..SimConfig::ephemeral() }).await;
+    let (mut client, session) = Client::open(&sim, "15550001", 0, "node-a", 1).await;
+    let injected =
+        post(&sim, "/sim/inbound", json!({"account": "15550001", "shard": 0, "from": "15557777", "body": "hi"})).await;
+    let inbound_id = injected["id"].as_str().unwrap().to_string();
+    assert!(matches!(client.next().await, ServerFrame::Inbound { .. }));
+
+    client.send(ClientFrame::MarkRead { id: "r1".into(), message_id: inbound_id.clone() }).await;
+    client.send(ClientFrame::MarkRead { id: "r1".into(), message_id: inbound_id.clone() }).await;
+    client.send_message("m1", "15559999").await;
+
+    let mut acks = Vec::new();
+    while acks.len() < 3 {
+        match client.next().await {
+            ServerFrame::Ack { id, server_id } => acks.push((id, server_id)),
+            ServerFrame::Receipt { id, .. } => assert_eq!(id, "m1", "only the message gets receipts"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(acks[0], acks[1], "a resent read mark is acked with the same server id");
+    let body: Value = get(&sim, "/sim/inbound").await;
+    let inbound: Vec<InboundRecord> = serde_json::from_value(body["inbound"].clone()).unwrap();
+    assert_eq!((inbound[0].id.as_str(), inbound[0].read_marks), (inbound_id.as_str(), 2));
+    assert!(inbound[0].read_at_ms.is_some());
+    let body: Value = get(&sim, "/sim/mark_reads").await;
+    let marks: Vec<MarkReadRecord> = serde_json::from_value(body["mark_reads"].clone()).unwrap();
+    let seen: Vec<_> = marks.iter().map(|m| (m.id.as_str(), m.session.as_str(), m.resend, m.known)).collect();
+    assert_eq!(seen, vec![("r1", session.as_str(), false, true), ("r1", session.as_str(), true, true)]);
+    let stats = stats(&sim).await;
+    assert_eq!((stats.mark_reads, stats.unique_messages), (2, 1));
 }

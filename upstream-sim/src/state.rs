@@ -1,6 +1,10 @@
 //! The sim's rulebook: which session holds each (account, shard), when a hello
 //! is a conflict, when an account is banned, which message ids were already
 //! seen, and where a frame for an (account, shard) goes when no session is open.
+//! The network's other knowledge has a module each, held here: who exists
+//! ([`Directory`]), the approved templates ([`TemplateRegistry`]), uploaded
+//! media ([`MediaStore`]) and the messages users sent ([`Inbox`]); a send is
+//! judged against all of them ([`messages`] checks its shape).
 //!
 //! Everything here is plain data behind methods that take `now_ms`, so every
 //! rule is unit-tested without sockets or clocks. The session tasks and the
@@ -10,12 +14,18 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+use shardgate_core::upstream::protocol::{ContactCheck, ReceiptStatus, ServerFrame, UpstreamError};
 use tokio::sync::mpsc::{error::SendError, UnboundedSender};
 use uuid::Uuid;
 
-use super::faults::{Faults, FaultsUpdate};
-use crate::upstream::protocol::{ReceiptStatus, ServerFrame};
+use crate::contacts::Directory;
+use crate::faults::{Faults, FaultsUpdate};
+use crate::inbound::{Inbox, InjectedMedia, NewInbound};
+use crate::media::{Chunk, MediaStore};
+use crate::messages;
+use crate::templates::TemplateRegistry;
 
 /// Conflicts older than this no longer count toward a ban.
 pub const CONFLICT_WINDOW_MS: i64 = 10 * 60 * 1000;
@@ -127,8 +137,20 @@ pub struct MessageRecord {
     pub id: String,
     /// The recipient.
     pub to: String,
-    /// The text.
+    /// A text's body or a medium's caption; empty for other messages.
     pub body: String,
+    /// The message object as received (`type` and its object).
+    pub message: Value,
+    /// The id's latest status: `accepted` (acked, no receipt yet), `sent`,
+    /// `delivered`, `read` or `failed`.
+    pub status: String,
+    /// Why it failed (on-prem errors); empty unless `status` is `failed`.
+    #[serde(default)]
+    pub errors: Vec<UpstreamError>,
+    /// When each receipt of the id was emitted, by status (unix ms): where a
+    /// callback's latency is measured from.
+    #[serde(default)]
+    pub status_at_ms: BTreeMap<String, i64>,
     /// The sending account.
     pub account: String,
     /// The shard of the session it came on.
@@ -166,8 +188,12 @@ pub struct SimStats {
     pub sessions_refused: u64,
     /// Sends recorded, resends included.
     pub messages_received: u64,
-    /// Distinct (account, id) pairs received.
+    /// Distinct (account, id) pairs received, failed ones included.
     pub unique_messages: u64,
+    /// Distinct (account, id) pairs that failed the network's checks: acked,
+    /// answered with a `failed` receipt, never delivered.
+    #[serde(default)]
+    pub messages_failed: u64,
     /// Sends whose id had been received before.
     pub resends: u64,
     /// Deliveries of an id that was already delivered; must stay 0.
@@ -178,6 +204,18 @@ pub struct SimStats {
     pub inbound_injected: u64,
     /// Receipts and inbound messages waiting for a session of their shard.
     pub frames_queued: u64,
+    /// `MarkRead` frames received, resends included.
+    #[serde(default)]
+    pub mark_reads: u64,
+    /// Media uploads that ended in `MediaStored`.
+    #[serde(default)]
+    pub media_stored: u64,
+    /// Media uploads that ended in `MediaRefused`.
+    #[serde(default)]
+    pub media_refused: u64,
+    /// `CheckContacts` frames answered.
+    #[serde(default)]
+    pub contact_checks: u64,
 }
 
 /// What the state decided about a send.
@@ -189,7 +227,8 @@ pub enum SendOutcome {
     /// The drop fault swallowed it: no record, no ack.
     Dropped,
     /// Recorded: ack with `server_id` after `ack_delay_ms`; receipts follow
-    /// only when this is not a resend.
+    /// only when this is not a resend: `failed` with `errors` when there are
+    /// any, else `sent`, `delivered` and `read`.
     Accepted {
         /// The server id to ack with.
         server_id: String,
@@ -197,6 +236,8 @@ pub enum SendOutcome {
         resend: bool,
         /// How long the ack-delay fault holds the ack back.
         ack_delay_ms: u64,
+        /// Why the network refused to deliver the message; empty when it does.
+        errors: Vec<UpstreamError>,
     },
 }
 
@@ -209,6 +250,9 @@ pub struct InjectedInbound {
     pub shard: u32,
     /// True when no session of that shard was open, so it waits for one.
     pub queued: bool,
+    /// The bytes of a media message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<InjectedMedia>,
 }
 
 /// A ban as stored; [`BanRecord`] adds whether it is in force.
@@ -264,6 +308,16 @@ pub struct SimState {
     delivered: HashSet<(String, String)>,
     /// Recipient → delivered ids, in order of first receipt.
     deliveries: BTreeMap<String, Vec<String>>,
+    /// (account, client id) → why the network refused it.
+    failures: HashMap<(String, String), Vec<UpstreamError>>,
+    /// (account, client id) → the latest receipt emitted for it.
+    statuses: HashMap<(String, String), ReceiptStatus>,
+    /// (account, client id) → when each of its receipts was emitted.
+    status_times: HashMap<(String, String), BTreeMap<String, i64>>,
+    contacts: Directory,
+    templates: TemplateRegistry,
+    media: MediaStore,
+    inbox: Inbox,
     counters: Counters,
 }
 
@@ -286,6 +340,13 @@ impl SimState {
             server_ids: HashMap::new(),
             delivered: HashSet::new(),
             deliveries: BTreeMap::new(),
+            failures: HashMap::new(),
+            statuses: HashMap::new(),
+            status_times: HashMap::new(),
+            contacts: Directory::default(),
+            templates: TemplateRegistry::default(),
+            media: MediaStore::default(),
+            inbox: Inbox::default(),
             counters: Counters::default(),
         }
     }
@@ -383,8 +444,10 @@ impl SimState {
     }
 
     /// Records a send that arrived on session `session`: assigns or reuses the
-    /// server id and delivers the message if its id is new for the account.
-    pub fn receive_send(&mut self, session: &str, id: &str, to: &str, body: &str, now_ms: i64) -> SendOutcome {
+    /// server id and, if its id is new for the account, judges it against the
+    /// network's rules and delivers it or records why not. A resend keeps the
+    /// first verdict.
+    pub fn receive_send(&mut self, session: &str, id: &str, to: &str, message: &Value, now_ms: i64) -> SendOutcome {
         let Some(from) = self.record(session).filter(|s| s.open).cloned() else {
             return SendOutcome::SessionClosed;
         };
@@ -401,15 +464,32 @@ impl SimState {
                 (server_id, false)
             }
         };
-        if resend {
+        let errors = if resend {
             self.counters.resends += 1;
+            self.failures.get(&key).cloned().unwrap_or_default()
         } else {
-            self.deliver(key, to);
-        }
+            match self.judge(&from.account, to, message) {
+                Ok(()) => {
+                    self.deliver(key, to);
+                    Vec::new()
+                }
+                Err(error) => {
+                    tracing::info!(%id, %to, code = error.code, details = ?error.details, "message failed");
+                    self.failures.insert(key, vec![error.clone()]);
+                    vec![error]
+                }
+            }
+        };
+        let delivered = !resend && errors.is_empty();
         self.messages.push(MessageRecord {
             id: id.to_owned(),
             to: to.to_owned(),
-            body: body.to_owned(),
+            body: messages::summary(message),
+            message: message.clone(),
+            // Filled from the latest receipt when the records are read.
+            status: String::new(),
+            errors: errors.clone(),
+            status_at_ms: BTreeMap::new(),
             account: from.account,
             shard: from.shard,
             session: from.id,
@@ -418,37 +498,90 @@ impl SimState {
             received_at_ms: now_ms,
             server_id: server_id.clone(),
             resend,
-            delivered: !resend,
+            delivered,
         });
-        SendOutcome::Accepted { server_id, resend, ack_delay_ms: self.faults.ack_delay_ms }
+        SendOutcome::Accepted { server_id, resend, ack_delay_ms: self.faults.ack_delay_ms, errors }
+    }
+
+    /// The network's verdict on a new message of `account`: the recipient
+    /// exists, the message is well-formed, its template is registered with
+    /// that many parameters, and every medium it names was uploaded.
+    fn judge(&self, account: &str, to: &str, message: &Value) -> Result<(), UpstreamError> {
+        self.contacts.require(to)?;
+        let needs = messages::check(message)?;
+        if let Some(template) = &needs.template {
+            self.templates.require(template)?;
+        }
+        for media_id in &needs.media {
+            self.media.require(account, media_id)?;
+        }
+        Ok(())
+    }
+
+    /// Records a `MarkRead` that arrived on session `session`. It is acked
+    /// like a send (same server id for a resend) and gets no receipt.
+    pub fn receive_mark_read(&mut self, session: &str, id: &str, message_id: &str, now_ms: i64) -> SendOutcome {
+        let Some(from) = self.record(session).filter(|s| s.open).cloned() else {
+            return SendOutcome::SessionClosed;
+        };
+        let (server_id, resend) = self.inbox.mark_read(&from, id, message_id, now_ms);
+        SendOutcome::Accepted { server_id, resend, ack_delay_ms: self.faults.ack_delay_ms, errors: Vec::new() }
+    }
+
+    /// Takes a media chunk that arrived on session `session`; returns the
+    /// answer for that session when the upload ended. Chunks on a closed
+    /// session are ignored.
+    pub fn receive_media_chunk(&mut self, session: &str, chunk: Chunk, now_ms: i64) -> Option<ServerFrame> {
+        let account = self.record(session).filter(|s| s.open)?.account.clone();
+        self.media.receive_chunk(&account, session, chunk, now_ms)
+    }
+
+    /// Answers a `CheckContacts` that arrived on session `session`; `None` on
+    /// a closed session.
+    pub fn check_contacts(&mut self, session: &str, inputs: &[String]) -> Option<Vec<ContactCheck>> {
+        self.record(session).filter(|s| s.open)?;
+        Some(self.contacts.check(inputs))
     }
 
     /// Sends a receipt for message `id` to the current session of
     /// (account, shard), or queues it until one opens.
-    pub fn emit_receipt(&mut self, account: &str, shard: u32, id: &str, status: ReceiptStatus, now_ms: i64) {
-        let frame = ServerFrame::Receipt { id: id.to_owned(), status, timestamp: now_ms };
+    pub fn emit_receipt(
+        &mut self,
+        account: &str,
+        shard: u32,
+        id: &str,
+        status: ReceiptStatus,
+        errors: Vec<UpstreamError>,
+        now_ms: i64,
+    ) {
+        let key = (account.to_owned(), id.to_owned());
+        self.status_times.entry(key.clone()).or_default().insert(status.as_str().to_owned(), now_ms);
+        self.statuses.insert(key, status);
+        let frame = ServerFrame::Receipt { id: id.to_owned(), status, timestamp: now_ms, errors };
         self.route(&(account.to_owned(), shard), frame);
     }
 
-    /// Injects a message from user `from` to `account`. Without a shard, the
-    /// network picks one from `from` and the shard count of the account's
+    /// Injects a message from a user to an account. Without a shard, the
+    /// network picks one from the sender and the shard count of the account's
     /// latest session, so one sender always lands on one shard.
-    pub fn inject_inbound(
-        &mut self,
-        account: &str,
-        shard: Option<u32>,
-        from: &str,
-        body: &str,
-        now_ms: i64,
-    ) -> InjectedInbound {
-        let shards = self.shard_counts.get(account).copied().unwrap_or(1);
-        let shard = shard.unwrap_or_else(|| shard_of_sender(from, shards));
+    pub fn inject_inbound(&mut self, inbound: NewInbound, now_ms: i64) -> InjectedInbound {
+        let shards = self.shard_counts.get(&inbound.account).copied().unwrap_or(1);
+        let shard = inbound.shard.unwrap_or_else(|| shard_of_sender(&inbound.from, shards));
         let id = format!("in-{}", Uuid::new_v4().simple());
-        let frame =
-            ServerFrame::Inbound { id: id.clone(), from: from.to_owned(), body: body.to_owned(), timestamp: now_ms };
+        self.inbox.record(&id, shard, &inbound, now_ms);
+        let media = inbound.media.as_ref().map(InjectedMedia::of);
+        let slot = (inbound.account, shard);
+        let frame = ServerFrame::Inbound {
+            id: id.clone(),
+            from: inbound.from,
+            timestamp: now_ms,
+            message: inbound.message,
+            profile_name: inbound.profile_name,
+            media: inbound.media,
+        };
         self.counters.inbound_injected += 1;
-        let queued = self.route(&(account.to_owned(), shard), frame);
-        InjectedInbound { id, shard, queued }
+        let queued = self.route(&slot, frame);
+        InjectedInbound { id, shard, queued, media }
     }
 
     /// The faults in force.
@@ -494,11 +627,16 @@ impl SimState {
             sessions_refused: self.counters.sessions_refused,
             messages_received: self.messages.len() as u64,
             unique_messages: self.server_ids.len() as u64,
+            messages_failed: self.failures.len() as u64,
             resends: self.counters.resends,
             duplicate_deliveries: self.counters.duplicate_deliveries,
             sends_dropped: self.counters.sends_dropped,
             inbound_injected: self.counters.inbound_injected,
             frames_queued: self.pending.values().map(|q| q.len() as u64).sum(),
+            mark_reads: self.inbox.marks_received(),
+            media_stored: self.media.uploads_stored(),
+            media_refused: self.media.uploads_refused(),
+            contact_checks: self.contacts.checks(),
         }
     }
 
@@ -526,9 +664,36 @@ impl SimState {
             .collect()
     }
 
-    /// Every received send, resends included, in arrival order.
+    /// Every received send, resends included, in arrival order, each with
+    /// its id's latest status.
     pub fn messages(&self) -> Vec<MessageRecord> {
-        self.messages.clone()
+        let mut messages = self.messages.clone();
+        for message in &mut messages {
+            let key = (message.account.clone(), message.id.clone());
+            message.status = self.statuses.get(&key).map_or("accepted", |s| s.as_str()).to_owned();
+            message.status_at_ms = self.status_times.get(&key).cloned().unwrap_or_default();
+        }
+        messages
+    }
+
+    /// The directory of numbers, to read and change through the API.
+    pub fn contacts(&mut self) -> &mut Directory {
+        &mut self.contacts
+    }
+
+    /// The template registry, to read and change through the API.
+    pub fn templates(&mut self) -> &mut TemplateRegistry {
+        &mut self.templates
+    }
+
+    /// The media store, to read through the API.
+    pub fn media(&self) -> &MediaStore {
+        &self.media
+    }
+
+    /// Injected messages and read marks, to read through the API.
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
     }
 
     /// Recipient → delivered ids, in delivery order.
@@ -625,6 +790,7 @@ impl SimState {
         session.close_reason = Some(reason.to_owned());
         tracing::info!(session = %id, reason, "session closed");
         let slot = (session.account.clone(), session.shard);
+        self.media.forget_session(id);
         // Keyed by session id: only the slot's own holder may free it.
         if self.slots.get(&slot).is_some_and(|holder| holder == id) {
             self.slots.remove(&slot);
@@ -635,12 +801,13 @@ impl SimState {
     /// Puts `frame` in the outbox of the slot's open session, or queues it.
     /// Returns whether it was queued.
     fn route(&mut self, slot: &Slot, frame: ServerFrame) -> bool {
-        let outbox = self.slots.get(slot).and_then(|id| self.outboxes.get(id));
-        let frame = match outbox.map(|o| o.send(frame.clone())) {
-            Some(Ok(())) => return false,
-            // The session's task ended and has not closed it yet; keep the
-            // frame for the next session.
-            Some(Err(SendError(frame))) => frame,
+        let frame = match self.slots.get(slot).and_then(|id| self.outboxes.get(id)) {
+            Some(outbox) => match outbox.send(frame) {
+                Ok(()) => return false,
+                // The session's task ended and has not closed it yet; keep the
+                // frame for the next session.
+                Err(SendError(frame)) => frame,
+            },
             None => frame,
         };
         self.pending.entry(slot.clone()).or_default().push_back(frame);
@@ -668,274 +835,4 @@ fn shard_of_sender(from: &str, shards: u32) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
-
-    const BAN_MS: i64 = 60_000;
-    /// Longer than the conflict window, so that no test session expires
-    /// unless a test says so.
-    const TIMINGS: Timings = Timings { session_timeout_ms: 24 * 3600 * 1000, ban_duration_ms: BAN_MS };
-
-    fn claim(account: &str, shard: u32, node: &str, epoch: i64) -> SessionClaim {
-        SessionClaim { account: account.into(), shard, shards: 4, node: node.into(), epoch }
-    }
-
-    fn open(
-        state: &mut SimState,
-        claim: SessionClaim,
-        now_ms: i64,
-    ) -> (Result<String, String>, UnboundedReceiver<ServerFrame>) {
-        let (outbox, frames) = unbounded_channel();
-        (state.open_session(claim, outbox, now_ms), frames)
-    }
-
-    fn drain(frames: &mut UnboundedReceiver<ServerFrame>) -> Vec<ServerFrame> {
-        std::iter::from_fn(|| frames.try_recv().ok()).collect()
-    }
-
-    fn kicked(reason: &str) -> ServerFrame {
-        ServerFrame::Kicked { reason: reason.into() }
-    }
-
-    #[test]
-    fn second_hello_for_a_shard_kicks_the_first_and_records_both_sides() {
-        let mut state = SimState::new(TIMINGS);
-        let (first, mut first_frames) = open(&mut state, claim("a", 0, "n1", 1), 10);
-        let (second, mut second_frames) = open(&mut state, claim("a", 0, "n2", 2), 20);
-        let (first, second) = (first.unwrap(), second.unwrap());
-
-        assert_eq!(drain(&mut first_frames), vec![ServerFrame::Welcome { session: first.clone() }, kicked("conflict")]);
-        assert_eq!(drain(&mut second_frames), vec![ServerFrame::Welcome { session: second.clone() }]);
-        assert_eq!(
-            state.conflicts(),
-            vec![ConflictRecord {
-                account: "a".into(),
-                shard: 0,
-                old_session: first.clone(),
-                old_node: "n1".into(),
-                old_epoch: 1,
-                new_session: Some(second),
-                new_node: "n2".into(),
-                new_epoch: 2,
-                at_ms: 20,
-            }]
-        );
-        let sessions = state.sessions();
-        assert_eq!(sessions[0].close_reason.as_deref(), Some("conflict"));
-        assert!(sessions[1].open);
-    }
-
-    #[test]
-    fn hello_after_the_holder_missed_a_session_timeout_of_pongs_is_no_conflict() {
-        let timings = Timings { session_timeout_ms: 1000, ..TIMINGS };
-        let mut state = SimState::new(timings);
-        let (_, mut old_frames) = open(&mut state, claim("a", 0, "n1", 1), 0);
-        let (_, _) = open(&mut state, claim("a", 1, "n1", 1), 0);
-        state.pong("s-1", 500);
-
-        let (early, _early_frames) = open(&mut state, claim("a", 1, "n2", 2), 999);
-        let (late, _late_frames) = open(&mut state, claim("a", 0, "n2", 2), 1500);
-
-        assert!(early.is_ok() && late.is_ok());
-        assert_eq!(state.conflicts().len(), 1, "only the hello within the timeout conflicts");
-        assert_eq!(state.conflicts()[0].shard, 1);
-        assert_eq!(drain(&mut old_frames).last(), Some(&kicked("keepalive timeout")));
-        assert_eq!(state.sessions()[0].close_reason.as_deref(), Some("keepalive timeout"));
-    }
-
-    #[test]
-    fn late_close_of_a_kicked_session_leaves_the_new_session_open() {
-        let mut state = SimState::new(TIMINGS);
-        let (first, _f) = open(&mut state, claim("a", 0, "n1", 1), 10);
-        let (second, _s) = open(&mut state, claim("a", 0, "n2", 2), 20);
-
-        assert!(!state.close_session(&first.unwrap(), "eof", 30));
-
-        let sessions = state.sessions();
-        assert_eq!(sessions[0].close_reason.as_deref(), Some("conflict"), "first close wins");
-        assert!(sessions[1].open);
-        assert_eq!(state.stats(30).sessions_open, 1);
-        let after = state.receive_send(&second.unwrap(), "m1", "u", "hi", 40);
-        assert!(matches!(after, SendOutcome::Accepted { .. }), "{after:?}");
-    }
-
-    #[test]
-    fn different_shards_and_accounts_never_conflict() {
-        let mut state = SimState::new(TIMINGS);
-        for (account, shard) in [("a", 0), ("a", 1), ("b", 0)] {
-            assert!(open(&mut state, claim(account, shard, "n1", 1), 10).0.is_ok());
-        }
-        let stats = state.stats(10);
-        assert_eq!((stats.conflicts, stats.sessions_open), (0, 3));
-    }
-
-    #[test]
-    fn third_conflict_in_ten_minutes_bans_refuses_and_kicks_the_account() {
-        let mut state = SimState::new(TIMINGS);
-        let (_other_shard, mut other_frames) = open(&mut state, claim("a", 1, "n1", 1), 0);
-        let mut receivers = Vec::new();
-        for t in 0..3 {
-            let (id, frames) = open(&mut state, claim("a", 0, "n1", t), t * 1000);
-            id.unwrap();
-            receivers.push(frames);
-        }
-        let (third, _) = open(&mut state, claim("a", 0, "n2", 9), 5000);
-
-        assert_eq!(third, Err("banned".into()));
-        assert_eq!(state.conflicts().len(), 3);
-        assert_eq!(state.conflicts()[2].new_session, None);
-        assert_eq!(drain(&mut other_frames).last(), Some(&kicked("banned")));
-        assert_eq!(drain(&mut receivers[2]).last(), Some(&kicked("conflict")));
-        assert_eq!(state.stats(5000).sessions_open, 0);
-        assert_eq!(open(&mut state, claim("a", 3, "n1", 1), 6000).0, Err("banned".into()));
-        assert!(open(&mut state, claim("b", 0, "n1", 1), 6000).0.is_ok(), "other accounts unaffected");
-        let bans = state.bans(6000);
-        assert_eq!((bans.len(), bans[0].active, bans[0].until_ms), (1, true, 5000 + BAN_MS));
-    }
-
-    #[test]
-    fn conflicts_spread_over_more_than_ten_minutes_do_not_ban() {
-        let mut state = SimState::new(TIMINGS);
-        let _receivers: Vec<_> =
-            (0..4).map(|i| open(&mut state, claim("a", 0, "n1", i), i * CONFLICT_WINDOW_MS / 2).1).collect();
-        let stats = state.stats(2 * CONFLICT_WINDOW_MS);
-        assert_eq!((stats.conflicts, stats.bans), (3, 0));
-    }
-
-    #[test]
-    fn ban_ends_after_ban_duration_or_on_reset() {
-        let mut state = SimState::new(TIMINGS);
-        let _receivers: Vec<_> = (0..4).map(|i| open(&mut state, claim("a", 0, "n1", i), i).1).collect();
-        assert_eq!(open(&mut state, claim("a", 0, "n1", 9), BAN_MS).0, Err("banned".into()));
-        assert!(open(&mut state, claim("a", 0, "n1", 9), 3 + BAN_MS).0.is_ok());
-
-        let mut state = SimState::new(TIMINGS);
-        let _receivers: Vec<_> = (0..4).map(|i| open(&mut state, claim("a", 0, "n1", i), i).1).collect();
-        assert_eq!(state.lift_bans(10), 1);
-        assert!(open(&mut state, claim("a", 0, "n1", 9), 11).0.is_ok());
-        assert_eq!(state.bans(11)[0].lifted_at_ms, Some(10));
-    }
-
-    #[test]
-    fn resend_reuses_server_id_counts_a_resend_and_is_not_delivered_again() {
-        let mut state = SimState::new(TIMINGS);
-        let (session, _frames) = open(&mut state, claim("a", 0, "n1", 1), 0);
-        let session = session.unwrap();
-
-        let first = state.receive_send(&session, "m1", "u1", "hi", 1);
-        let again = state.receive_send(&session, "m1", "u1", "hi", 2);
-
-        let SendOutcome::Accepted { server_id, resend: false, .. } = first else { panic!("{first:?}") };
-        assert_eq!(again, SendOutcome::Accepted { server_id, resend: true, ack_delay_ms: 0 });
-        let stats = state.stats(2);
-        assert_eq!(
-            (stats.messages_received, stats.unique_messages, stats.resends, stats.duplicate_deliveries),
-            (2, 1, 1, 0)
-        );
-        assert_eq!(state.deliveries()["u1"], vec!["m1"]);
-        let flags: Vec<_> = state.messages().iter().map(|m| (m.resend, m.delivered)).collect();
-        assert_eq!(flags, vec![(false, true), (true, false)]);
-    }
-
-    #[test]
-    fn same_id_from_two_accounts_is_two_messages() {
-        let mut state = SimState::new(TIMINGS);
-        let (a, _fa) = open(&mut state, claim("a", 0, "n1", 1), 0);
-        let (b, _fb) = open(&mut state, claim("b", 0, "n1", 1), 0);
-        state.receive_send(&a.unwrap(), "m1", "u1", "hi", 1);
-        state.receive_send(&b.unwrap(), "m1", "u1", "hi", 1);
-        assert_eq!(state.stats(1).resends, 0);
-        assert_eq!(state.stats(1).duplicate_deliveries, 0);
-    }
-
-    #[test]
-    fn deliveries_keep_the_order_of_first_receipt_per_recipient() {
-        let mut state = SimState::new(TIMINGS);
-        let (session, _frames) = open(&mut state, claim("a", 0, "n1", 1), 0);
-        let session = session.unwrap();
-        for (id, to) in [("m1", "u1"), ("m2", "u2"), ("m3", "u1"), ("m1", "u1"), ("m4", "u1")] {
-            state.receive_send(&session, id, to, "x", 1);
-        }
-        assert_eq!(state.deliveries()["u1"], vec!["m1", "m3", "m4"]);
-        assert_eq!(state.deliveries()["u2"], vec!["m2"]);
-    }
-
-    #[test]
-    fn send_on_a_closed_session_is_ignored() {
-        let mut state = SimState::new(TIMINGS);
-        let (session, _frames) = open(&mut state, claim("a", 0, "n1", 1), 0);
-        let session = session.unwrap();
-        state.close_session(&session, "bye", 1);
-        assert_eq!(state.receive_send(&session, "m1", "u1", "hi", 2), SendOutcome::SessionClosed);
-        assert_eq!(state.stats(2).messages_received, 0);
-    }
-
-    #[test]
-    fn drop_fault_records_nothing_and_refuse_fault_refuses_hellos() {
-        let mut state = SimState::new(TIMINGS);
-        let (session, _frames) = open(&mut state, claim("a", 0, "n1", 1), 0);
-        state.update_faults(FaultsUpdate { drop_sends: Some(true), ..Default::default() });
-        assert_eq!(state.receive_send(&session.unwrap(), "m1", "u1", "hi", 1), SendOutcome::Dropped);
-        assert_eq!((state.stats(1).messages_received, state.stats(1).sends_dropped), (0, 1));
-
-        state.update_faults(FaultsUpdate { refuse_sessions: Some(true), ..Default::default() });
-        assert_eq!(open(&mut state, claim("a", 1, "n1", 1), 2).0, Err("refused".into()));
-    }
-
-    #[test]
-    fn frames_for_a_shard_without_session_are_flushed_after_the_next_welcome() {
-        let mut state = SimState::new(TIMINGS);
-        state.emit_receipt("a", 0, "m1", ReceiptStatus::Delivered, 5);
-        let injected = state.inject_inbound("a", Some(0), "u1", "hello", 6);
-        assert!(injected.queued);
-        assert_eq!(state.stats(6).frames_queued, 2);
-
-        let (session, mut frames) = open(&mut state, claim("a", 0, "n1", 1), 7);
-
-        let expected = vec![
-            ServerFrame::Welcome { session: session.unwrap() },
-            ServerFrame::Receipt { id: "m1".into(), status: ReceiptStatus::Delivered, timestamp: 5 },
-            ServerFrame::Inbound { id: injected.id, from: "u1".into(), body: "hello".into(), timestamp: 6 },
-        ];
-        assert_eq!(drain(&mut frames), expected);
-        assert_eq!(state.stats(7).frames_queued, 0);
-    }
-
-    #[test]
-    fn unsent_receipts_of_a_closed_session_wait_for_the_next_one_but_acks_do_not() {
-        let mut state = SimState::new(TIMINGS);
-        let (session, _frames) = open(&mut state, claim("a", 0, "n1", 1), 0);
-        let session = session.unwrap();
-        state.close_session(&session, "eof", 1);
-        let receipt = ServerFrame::Receipt { id: "m1".into(), status: ReceiptStatus::Read, timestamp: 1 };
-        let ack = ServerFrame::Ack { id: "m1".into(), server_id: "srv".into() };
-
-        state.requeue_unsent(&session, vec![ack, receipt.clone()]);
-
-        let (_, mut frames) = open(&mut state, claim("a", 0, "n1", 1), 2);
-        assert_eq!(drain(&mut frames)[1..], [receipt]);
-    }
-
-    #[test]
-    fn inbound_without_shard_lands_on_the_senders_shard_of_the_latest_shard_count() {
-        let mut state = SimState::new(TIMINGS);
-        assert_eq!(state.inject_inbound("a", None, "u1", "x", 0).shard, 0, "no session yet: shard 0");
-        let _receivers: Vec<_> = (0..4).map(|shard| open(&mut state, claim("a", shard, "n1", 1), 0).1).collect();
-        let expected = shard_of_sender("u1", 4);
-        for _ in 0..3 {
-            let injected = state.inject_inbound("a", None, "u1", "x", 1);
-            assert_eq!((injected.shard, injected.queued), (expected, false));
-        }
-        let spread: HashSet<u32> = (0..64).map(|i| shard_of_sender(&format!("u{i}"), 4)).collect();
-        assert_eq!(spread.len(), 4, "senders spread over all shards");
-    }
-
-    #[test]
-    fn hello_with_shard_out_of_range_is_refused() {
-        let mut state = SimState::new(TIMINGS);
-        let bad = SessionClaim { shard: 4, ..claim("a", 0, "n1", 1) };
-        assert!(open(&mut state, bad, 0).0.unwrap_err().starts_with("bad hello"));
-        assert_eq!(state.stats(0).sessions_refused, 1);
-    }
-}
+mod tests;

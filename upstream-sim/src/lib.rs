@@ -1,22 +1,43 @@
 //! `upstream-sim`: a strict stand-in for the messaging network, and the judge
 //! of correctness in every cluster test.
 //!
+//! A crate of its own, depending on `shardgate-core` for the wire protocol and
+//! never the reverse: the dependency graph shows that nothing in production
+//! (core, gateway, plugins) can use the sim. Only the `shardgate` binary
+//! (`upstream-sim` role, `shardgate dev`) and tests do.
+//!
 //! - [`state`]: the rules (one session per shard, conflicts, bans, message
-//!   dedupe, routing of receipts) as a plain struct, unit-tested without sockets.
-//! - `session`: one TCP connection speaking [`protocol`](super::protocol):
-//!   handshake, keepalive, sends, and the acks and receipts that follow.
+//!   dedupe, the verdict on each message, routing of receipts) as a plain
+//!   struct, unit-tested without sockets. It holds the network's knowledge,
+//!   one module each:
+//!   - [`contacts`]: which numbers exist;
+//!   - [`templates`]: the approved message templates;
+//!   - [`media`]: chunked uploads and the per-account media store;
+//!   - [`inbound`]: messages users send to an account, and its read marks.
+//! - [`messages`]: the shape of an outbound message object, as the network
+//!   checks it.
+//! - `session`: one TCP connection speaking
+//!   [`protocol`](shardgate_core::upstream::protocol): handshake, keepalive,
+//!   sends, read marks, uploads, contact checks, and the acks and receipts
+//!   that follow.
 //! - `inspect`: the JSON inspection API over HTTP, from which tests read the
-//!   verdict (conflicts, bans, resends, duplicate deliveries).
+//!   verdict (conflicts, bans, resends, duplicate deliveries, failures) and
+//!   set up the network (templates, numbers, inbound messages).
 //! - [`faults`]: misbehaviour switched on through that API.
 //!
-//! [`start`] runs a sim inside the caller's runtime (in-process tests);
-//! [`run`] is the `upstream-sim` role of the binary. `docs/upstream-sim.md`
-//! is the user's guide.
+//! [`start`] runs a sim inside the caller's runtime (in-process tests,
+//! `tests/upstream_sim.rs`); [`run`] is the `upstream-sim` role of the binary.
+//! `docs/upstream-sim.md` is the user's guide.
 
+pub mod contacts;
 pub mod faults;
+pub mod inbound;
 mod inspect;
+pub mod media;
+pub mod messages;
 mod session;
 pub mod state;
+pub mod templates;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,9 +47,13 @@ use anyhow::{ensure, Context};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use contacts::{DirectoryUpdate, DirectoryView};
 pub use faults::{Faults, FaultsUpdate};
+pub use inbound::{InboundRecord, InjectedMedia, MarkReadRecord};
+pub use media::{MediaRecord, MediaRefusal, MediaSessionRecord};
 pub use state::{BanRecord, ConflictRecord, InjectedInbound, MessageRecord, SessionRecord, SimStats};
 use state::{SimState, Timings};
+pub use templates::TemplateRecord;
 
 /// Settings of one sim; also the `upstream-sim` command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -162,7 +187,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
 /// serves until ctrl-c or SIGTERM.
 pub async fn run(config: SimConfig) -> anyhow::Result<()> {
     let sim = start(config).await?;
-    crate::ready::announce(&serde_json::json!({
+    shardgate_core::ready::announce(&serde_json::json!({
         "role": "upstream-sim",
         "session_addr": sim.session_addr,
         "http_addr": sim.http_addr,

@@ -1,6 +1,7 @@
 //! One upstream connection: the hello handshake, then a loop that writes the
 //! session's outbox, pings, enforces the keepalive and applies the client's
-//! frames to the shared state, then one teardown that every close path shares.
+//! frames (sends, read marks, media chunks, contact checks) to the shared
+//! state, then one teardown that every close path shares.
 //!
 //! Every decision is taken in the state before the client hears of it, so a
 //! test that has just read `Welcome` or `Kicked` finds the inspection API
@@ -9,16 +10,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use futures::{SinkExt, StreamExt};
+use shardgate_core::upstream::protocol::{ClientFrame, ReceiptStatus, ServerFrame, UpstreamError};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::time::{interval_at, sleep, timeout, timeout_at, Instant, MissedTickBehavior};
 use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
 use tracing::Instrument;
 
-use super::state::{Outbox, SendOutcome, SessionClaim};
-use super::{now_ms, Shared};
-use crate::upstream::protocol::{ClientFrame, ReceiptStatus, ServerFrame};
+use crate::media::Chunk;
+use crate::state::{Outbox, SendOutcome, SessionClaim};
+use crate::{now_ms, Shared};
 
 /// Longest line accepted from a client; anything longer is a protocol error.
 const MAX_LINE_BYTES: usize = 1024 * 1024;
@@ -146,8 +150,22 @@ impl LiveSession {
                             self.shared.state().pong(&self.id, now_ms());
                             continue;
                         }
-                        Ok(ClientFrame::Send { id, to, body }) => {
-                            self.on_send(id, to, body);
+                        Ok(ClientFrame::Send { id, to, message }) => {
+                            self.on_send(id, to, message);
+                            continue;
+                        }
+                        Ok(ClientFrame::MarkRead { id, message_id }) => {
+                            self.on_mark_read(id, message_id);
+                            continue;
+                        }
+                        Ok(ClientFrame::MediaChunk { media_id, mime_type, sha256, offset, data, last }) => {
+                            // Decoded before taking the lock; the state only hashes.
+                            let data = BASE64.decode(data.as_bytes()).map_err(|e| e.to_string());
+                            self.on_media_chunk(Chunk { media_id, mime_type, sha256, offset, data, last });
+                            continue;
+                        }
+                        Ok(ClientFrame::CheckContacts { id, inputs }) => {
+                            self.on_check_contacts(id, inputs);
                             continue;
                         }
                         Ok(ClientFrame::Bye) => return Ending::silent("bye"),
@@ -179,13 +197,51 @@ impl LiveSession {
         }
     }
 
-    /// Records a send, then acks it and schedules its receipts.
-    fn on_send(&self, id: String, to: String, body: String) {
-        let outcome = self.shared.state().receive_send(&self.id, &id, &to, &body, now_ms());
-        let SendOutcome::Accepted { server_id, resend, ack_delay_ms } = outcome else {
+    /// Records a send, then acks it and schedules its receipts: `failed` for
+    /// a message the network refused, `sent`, `delivered` and `read` for the
+    /// others, none for a resend.
+    fn on_send(&self, id: String, to: String, message: serde_json::Value) {
+        let outcome = self.shared.state().receive_send(&self.id, &id, &to, &message, now_ms());
+        let SendOutcome::Accepted { server_id, resend, ack_delay_ms, errors } = outcome else {
             tracing::debug!(%id, ?outcome, "send not acked");
             return;
         };
+        let receipts = match (resend, errors.is_empty()) {
+            (true, _) => Receipts::None,
+            (false, true) => Receipts::Delivery,
+            (false, false) => Receipts::Failed(errors),
+        };
+        self.acknowledge(id, server_id, receipts, ack_delay_ms);
+    }
+
+    /// Records a read mark and acks it; no receipt follows.
+    fn on_mark_read(&self, id: String, message_id: String) {
+        let outcome = self.shared.state().receive_mark_read(&self.id, &id, &message_id, now_ms());
+        let SendOutcome::Accepted { server_id, ack_delay_ms, .. } = outcome else {
+            tracing::debug!(%id, ?outcome, "read mark not acked");
+            return;
+        };
+        self.acknowledge(id, server_id, Receipts::None, ack_delay_ms);
+    }
+
+    /// Takes a media chunk; the end of the upload is answered to this session.
+    fn on_media_chunk(&self, chunk: Chunk) {
+        let answer = self.shared.state().receive_media_chunk(&self.id, chunk, now_ms());
+        if let Some(frame) = answer {
+            let _ = self.outbox.send(frame);
+        }
+    }
+
+    /// Answers a contact check to this session.
+    fn on_check_contacts(&self, id: String, inputs: Vec<String>) {
+        let contacts = self.shared.state().check_contacts(&self.id, &inputs);
+        if let Some(contacts) = contacts {
+            let _ = self.outbox.send(ServerFrame::ContactsChecked { id, contacts });
+        }
+    }
+
+    /// Acks `id` (after the ack-delay fault, if any), then emits `receipts`.
+    fn acknowledge(&self, id: String, server_id: String, receipts: Receipts, ack_delay_ms: u64) {
         let ack = Acknowledgement {
             shared: self.shared.clone(),
             outbox: self.outbox.clone(),
@@ -193,7 +249,7 @@ impl LiveSession {
             shard: self.claim.shard,
             id,
             server_id,
-            resend,
+            receipts,
         };
         if ack_delay_ms == 0 {
             // Inline, so acks leave in the order the sends came in.
@@ -210,7 +266,17 @@ impl LiveSession {
     }
 }
 
-/// The ack of one accepted send and the receipts that follow it.
+/// The receipts that follow an ack.
+enum Receipts {
+    /// A resend or a read mark: the ack alone.
+    None,
+    /// A delivered message: `sent`, then `delivered` and `read`.
+    Delivery,
+    /// A message the network refused: one final `failed`.
+    Failed(Vec<UpstreamError>),
+}
+
+/// The ack of one accepted send or read mark, and the receipts that follow it.
 struct Acknowledgement {
     shared: Arc<Shared>,
     /// The sending session's outbox: the ack answers that session only.
@@ -219,37 +285,39 @@ struct Acknowledgement {
     shard: u32,
     id: String,
     server_id: String,
-    resend: bool,
+    receipts: Receipts,
 }
 
 impl Acknowledgement {
-    /// Acks, and for a first receipt emits the `sent` receipt right behind it.
+    /// Acks, and emits the first receipt (`sent` or `failed`) right behind it.
     fn ack_now(&self) {
         // If the session is gone, so is the ack: the client resends.
         let _ = self.outbox.send(ServerFrame::Ack { id: self.id.clone(), server_id: self.server_id.clone() });
-        if !self.resend {
-            self.emit(ReceiptStatus::Sent);
+        match &self.receipts {
+            Receipts::None => {}
+            Receipts::Delivery => self.emit(ReceiptStatus::Sent, Vec::new()),
+            Receipts::Failed(errors) => self.emit(ReceiptStatus::Failed, errors.clone()),
         }
     }
 
-    /// Emits `delivered` and then `read`, each one receipt delay later. A
-    /// resend gets none: the recipient got the message only once.
+    /// Emits `delivered` and then `read`, each one receipt delay later, for a
+    /// delivered message only: a resend's recipient got it the first time.
     async fn later_receipts(self) {
-        if self.resend {
+        if !matches!(self.receipts, Receipts::Delivery) {
             return;
         }
         for status in [ReceiptStatus::Delivered, ReceiptStatus::Read] {
             if !sleep_unless_stopped(&self.shared, self.shared.receipt_delay).await {
                 return;
             }
-            self.emit(status);
+            self.emit(status, Vec::new());
         }
     }
 
     /// Receipts follow the (account, shard), not the session: they go to
     /// whichever session holds it now, or wait for the next one.
-    fn emit(&self, status: ReceiptStatus) {
-        self.shared.state().emit_receipt(&self.account, self.shard, &self.id, status, now_ms());
+    fn emit(&self, status: ReceiptStatus, errors: Vec<UpstreamError>) {
+        self.shared.state().emit_receipt(&self.account, self.shard, &self.id, status, errors, now_ms());
     }
 }
 

@@ -1,0 +1,204 @@
+//! Callbacks to the webhook, end to end with real processes: every inbound
+//! message and every status of every acknowledged message reaches the
+//! receiver at least once, in order per message, across a kill -9 of the
+//! primary coreapp and across a receiver that fails for a while; failing
+//! callbacks are retried with linear backoff; nothing is called back while
+//! `webhooks.url` is empty. Duplicates are counted and printed.
+
+mod harness;
+
+use harness::webhook_receiver::WebhookReceiver;
+use harness::{load, start, wait_for, Cluster, ClusterSpec};
+use serde_json::{json, Value};
+use shardgate_core::config::DbEngine;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+const TO: &str = "15551230002";
+
+/// The account the cluster's coreapps open sessions for.
+async fn account(cluster: &Cluster) -> String {
+    let sessions = cluster.sim_get("/sim/sessions").await;
+    sessions["sessions"][0]["account"].as_str().expect("a session").to_string()
+}
+
+/// Injects `n` text messages from `from`; their ids, in order.
+async fn inject(cluster: &Cluster, account: &str, from: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let body = json!({"account": account, "from": from, "body": format!("inbound {i}")});
+        ids.push(cluster.sim_post("/sim/inbound", body).await["id"].as_str().expect("id").to_string());
+    }
+    ids
+}
+
+/// `(callbacks, duplicates)` the receiver accepted: statuses by (id, status),
+/// inbound messages by id.
+fn duplicates(receiver: &WebhookReceiver) -> (usize, usize) {
+    let statuses = receiver.statuses();
+    let inbound: Vec<String> = receiver.inbound().iter().map(|m| m["id"].as_str().unwrap_or("").to_string()).collect();
+    let unique = statuses.iter().collect::<HashSet<_>>().len() + inbound.iter().collect::<HashSet<_>>().len();
+    let total = statuses.len() + inbound.len();
+    (total, total - unique)
+}
+
+/// Every message's statuses arrived in the order the upstream emitted them.
+fn assert_status_order(receiver: &WebhookReceiver) {
+    let rank = |s: &str| ["sent", "delivered", "read"].iter().position(|x| *x == s).unwrap_or(3);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (id, status) in receiver.statuses() {
+        let r = rank(&status);
+        let before = seen.entry(id.clone()).or_insert(0);
+        // A duplicate may repeat an older status; a new one never skips back.
+        assert!(r + 1 >= *before, "{id}: {status} after a later status");
+        *before = (*before).max(r + 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_inbound_message_and_status_reaches_the_webhook_across_a_kill9_and_an_outage() {
+    let Some(mut cluster) = start(ClusterSpec::fast(DbEngine::Sqlite)).await else { return };
+    let receiver = WebhookReceiver::start().await;
+    cluster
+        .patch_settings(json!({"webhooks": {"url": receiver.url}, "callback_backoff_delay_ms": 100,
+            "max_callback_backoff_delay_ms": 400}))
+        .await;
+    let account = account(&cluster).await;
+    let mut inbound = inject(&cluster, &account, "15557770010", 5).await;
+
+    let load = load::start(cluster.http.clone(), cluster.api.clone(), cluster.token.clone(), 4, 10.0);
+    receiver.wait_until("the first callbacks", Duration::from_secs(20), |r| r.statuses().len() >= 30).await;
+
+    // 1. kill -9 of the primary while callbacks flow.
+    let before = cluster.shard(0).await;
+    cluster.coreapp(&before.owner).kill9().await.expect("kill -9");
+    cluster.wait_new_primary(0, before.epoch, Duration::from_secs(10)).await;
+    inbound.extend(inject(&cluster, &account, "15557770010", 5).await);
+
+    // 2. The receiver fails for a while: callbacks wait in the database.
+    receiver.set_failing(true);
+    let failed_before = receiver.deliveries().iter().filter(|d| !d.accepted).count();
+    receiver
+        .wait_until("callbacks refused by the failing receiver", Duration::from_secs(20), |r| {
+            r.deliveries().iter().filter(|d| !d.accepted).count() >= failed_before + 10
+        })
+        .await;
+    inbound.extend(inject(&cluster, &account, "15557770011", 5).await);
+    let report = load.finish().await;
+    receiver.set_failing(false);
+
+    let acked = report.acked_ids();
+    cluster.wait_delivered(&acked, Duration::from_secs(30)).await;
+    receiver
+        .wait_until("every status of every acknowledged message and every inbound message", Duration::from_secs(60), |r| {
+            let got: HashSet<(String, String)> = r.statuses().into_iter().collect();
+            let inbound_got: HashSet<String> =
+                r.inbound().iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect();
+            acked.iter().all(|id| {
+                ["sent", "delivered", "read"].iter().all(|s| got.contains(&(id.clone(), (*s).to_string())))
+            }) && inbound.iter().all(|id| inbound_got.contains(id))
+        })
+        .await;
+    assert_status_order(&receiver);
+    let (total, dups) = duplicates(&receiver);
+    eprintln!(
+        "callbacks accepted: {total}, duplicates: {dups} ({:.2}%), refused attempts: {}",
+        100.0 * dups as f64 / total as f64,
+        receiver.deliveries().iter().filter(|d| !d.accepted).count()
+    );
+    assert!(dups * 100 < total, "duplicates must stay under 1% of callbacks: {dups} of {total}");
+    let stats = cluster.sim_stats().await;
+    assert_eq!(stats["conflicts"], 0, "{stats}");
+
+    // The inbound format: contacts with the sender, messages with the text.
+    let first = receiver.accepted().into_iter().find(|b| b["messages"][0]["id"] == inbound[0].as_str()).unwrap();
+    assert_eq!(first["contacts"][0]["wa_id"], "15557770010", "{first}");
+    assert_eq!(first["messages"][0]["from"], "15557770010", "{first}");
+    assert_eq!(first["messages"][0]["type"], "text", "{first}");
+    assert_eq!(first["messages"][0]["text"]["body"], "inbound 0", "{first}");
+    assert!(first["messages"][0]["timestamp"].is_string(), "on-prem timestamps are strings: {first}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_receiver_is_retried_with_linear_backoff_up_to_the_cap() {
+    let spec = ClusterSpec { coreapps: 2, masters: 1, ..ClusterSpec::fast(DbEngine::Sqlite) };
+    let Some(cluster) = start(spec).await else { return };
+    let receiver = WebhookReceiver::start().await;
+    receiver.set_failing(true);
+    cluster
+        .patch_settings(json!({"webhooks": {"url": receiver.url}, "callback_backoff_delay_ms": 300,
+            "max_callback_backoff_delay_ms": 700}))
+        .await;
+    let id = cluster.send_text(TO, "retry me").await.expect("accepted");
+    receiver.wait_until("five refused attempts", Duration::from_secs(20), |r| r.deliveries().len() >= 5).await;
+    let attempts = receiver.deliveries();
+    // Callbacks to one recipient go in order: only the first (`sent`) is tried.
+    assert!(attempts.iter().take(5).all(|d| d.body["statuses"][0]["status"] == "sent"), "out of order retries");
+    let gaps: Vec<Duration> = attempts.windows(2).take(4).map(|w| w[1].at - w[0].at).collect();
+    eprintln!("gaps between attempts: {gaps:?}");
+    for (gap, expected_ms) in gaps.iter().zip([300u64, 600, 700, 700]) {
+        let expected = Duration::from_millis(expected_ms);
+        assert!(
+            *gap + Duration::from_millis(30) >= expected && *gap <= expected + Duration::from_millis(600),
+            "gap {gap:?}, expected about {expected:?} (linear backoff from 300 ms, capped at 700 ms): {gaps:?}"
+        );
+    }
+    receiver.set_failing(false);
+    receiver
+        .wait_until("sent, delivered and read after recovery", Duration::from_secs(20), |r| {
+            let got: Vec<String> = r.statuses().into_iter().filter(|(i, _)| *i == id).map(|(_, s)| s).collect();
+            got.contains(&"read".to_string())
+        })
+        .await;
+    let got: Vec<String> = receiver.statuses().into_iter().filter(|(i, _)| *i == id).map(|(_, s)| s).collect();
+    assert_eq!(got, ["sent", "delivered", "read"], "each status once, in order");
+
+    // Without callback_persist a refused callback gets one attempt only.
+    cluster.patch_settings(json!({"callback_persist": false})).await;
+    receiver.set_failing(true);
+    let dropped = cluster.send_text(TO, "dropped").await.expect("accepted");
+    receiver
+        .wait_until("one attempt of each status of the dropped message", Duration::from_secs(20), |r| {
+            r.deliveries().iter().filter(|d| d.body["statuses"][0]["id"] == dropped.as_str()).count() >= 3
+        })
+        .await;
+    receiver.set_failing(false);
+    let marker = cluster.send_text(TO, "after").await.expect("accepted");
+    receiver
+        .wait_until("the next message's read callback", Duration::from_secs(20), |r| {
+            r.statuses().contains(&(marker.clone(), "read".to_string()))
+        })
+        .await;
+    let attempts_of_dropped =
+        receiver.deliveries().iter().filter(|d| d.body["statuses"][0]["id"] == dropped.as_str()).count();
+    assert_eq!(attempts_of_dropped, 3, "callback_persist=false retried a refused callback");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_called_back_while_the_webhook_url_is_empty() {
+    let spec = ClusterSpec { coreapps: 2, masters: 1, ..ClusterSpec::fast(DbEngine::Sqlite) };
+    let Some(cluster) = start(spec).await else { return };
+    let receiver = WebhookReceiver::start().await;
+    let account = account(&cluster).await;
+    cluster.patch_settings(json!({"webhooks": {"url": receiver.url}})).await;
+    cluster.patch_settings(json!({"webhooks": {"url": ""}})).await;
+
+    let quiet = cluster.send_text(TO, "nobody hears this").await.expect("accepted");
+    let quiet_inbound = inject(&cluster, &account, "15557770020", 1).await.remove(0);
+    wait_for("the quiet message to be read and the inbound stored", Duration::from_secs(20), || async {
+        let read = cluster.store.message_status(&quiet).await.ok().flatten()?.as_str() == "read";
+        let stored = cluster.store.inbound_message(&quiet_inbound).await.ok().flatten().is_some();
+        (read && stored).then_some(())
+    })
+    .await;
+
+    cluster.patch_settings(json!({"webhooks": {"url": receiver.url}})).await;
+    let heard = cluster.send_text(TO, "this one is heard").await.expect("accepted");
+    receiver
+        .wait_until("the heard message's read callback", Duration::from_secs(20), |r| {
+            r.statuses().contains(&(heard.clone(), "read".to_string()))
+        })
+        .await;
+    let mentions_quiet = |b: &Value| b.to_string().contains(&quiet) || b.to_string().contains(&quiet_inbound);
+    assert!(!receiver.accepted().iter().any(mentions_quiet), "called back while webhooks.url was empty");
+}
