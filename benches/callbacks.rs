@@ -111,7 +111,8 @@ async fn main() {
     let mut arrived: HashMap<(String, String), i64> = HashMap::new();
     for delivery in receiver.deliveries().into_iter().filter(|d| d.accepted) {
         for status in delivery.body["statuses"].as_array().into_iter().flatten() {
-            let key = (status["id"].as_str().unwrap_or("").to_string(), status["status"].as_str().unwrap_or("").to_string());
+            let key =
+                (status["id"].as_str().unwrap_or("").to_string(), status["status"].as_str().unwrap_or("").to_string());
             arrived.entry(key).or_insert(delivery.wall_ms);
         }
     }
@@ -131,7 +132,8 @@ async fn main() {
     let all: Vec<f64> = by_status.values().flatten().copied().collect();
     let mut rows = vec![figures("all", all)];
     rows.extend(["sent", "delivered", "read"].map(|s| figures(s, by_status.remove(s).unwrap_or_default())));
-    let duplicates = receiver.statuses().len() - receiver.statuses().iter().collect::<std::collections::HashSet<_>>().len();
+    let duplicates =
+        receiver.statuses().len() - receiver.statuses().iter().collect::<std::collections::HashSet<_>>().len();
 
     let mut table = String::from("| status | callbacks | median | p90 | p99 | max |\n|---|---|---|---|---|---|\n");
     for f in &rows {

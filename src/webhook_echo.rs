@@ -38,10 +38,7 @@ pub async fn run(config: WebhookEchoConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;
     let addr = listener.local_addr()?;
-    let app = Router::new()
-        .fallback(receive)
-        .with_state(status)
-        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+    let app = Router::new().fallback(receive).with_state(status).layer(DefaultBodyLimit::max(config.max_body_bytes));
     shardgate_core::ready::announce(&json!({
         "role": "webhook-echo",
         "listen_addr": addr.to_string(),

@@ -75,15 +75,15 @@ async fn every_message_type_is_carried_upstream_unchanged_and_delivered_once() {
     let messages = [
         json!({"type": "text", "text": {"body": "hello"}, "preview_url": true}),
         json!({"type": "template", "template": {
-            "namespace": "ns", "name": "order_ready",
-            "language": {"policy": "deterministic", "code": "en_US"},
-            "components": [
-                {"type": "header", "parameters": [{"type": "image", "image": {"id": image}}]},
-                {"type": "body", "parameters": [
-                    {"type": "text", "text": "Ann"},
-                    {"type": "currency", "currency": {"fallback_value": "$10", "code": "USD", "amount_1000": 10000}},
-                ]},
-            ]}}),
+        "namespace": "ns", "name": "order_ready",
+        "language": {"policy": "deterministic", "code": "en_US"},
+        "components": [
+            {"type": "header", "parameters": [{"type": "image", "image": {"id": image}}]},
+            {"type": "body", "parameters": [
+                {"type": "text", "text": "Ann"},
+                {"type": "currency", "currency": {"fallback_value": "$10", "code": "USD", "amount_1000": 10000}},
+            ]},
+        ]}}),
         json!({"type": "hsm", "hsm": {
             "namespace": "ns", "element_name": "legacy_hsm",
             "language": {"policy": "deterministic", "code": "en"},
@@ -156,15 +156,8 @@ async fn media_written_through_one_webapp_is_read_and_deleted_through_another() 
         .await;
     delivered_payload(&cluster, &id2).await;
 
-    let (status, _) = harness::api_call(
-        &cluster.http,
-        &api2,
-        &cluster.token,
-        Method::DELETE,
-        &format!("/v1/media/{id}"),
-        None,
-    )
-    .await;
+    let (status, _) =
+        harness::api_call(&cluster.http, &api2, &cluster.token, Method::DELETE, &format!("/v1/media/{id}"), None).await;
     assert_eq!(status, 200, "delete through the second webapp");
     let (status, body) = cluster.api_call(Method::GET, &format!("/v1/media/{id}"), None).await;
     assert_eq!(status, 404, "deleted media still served: {body}");
@@ -212,7 +205,8 @@ async fn media_by_link_is_fetched_by_the_coreapp_and_sent_by_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_the_network_refuses_end_failed_and_are_never_delivered() {
     let Some(cluster) = start(spec()).await else { return };
-    let unknown_number = cluster.send_message(json!({"to": "0123456789", "type": "text", "text": {"body": "hi"}})).await;
+    let unknown_number =
+        cluster.send_message(json!({"to": "0123456789", "type": "text", "text": {"body": "hi"}})).await;
     let unknown_template = cluster
         .send_message(json!({"to": TO, "type": "template", "template": {
             "namespace": "ns", "name": "never_registered", "language": {"policy": "deterministic", "code": "en"}}}))
@@ -246,7 +240,8 @@ async fn contacts_are_checked_through_the_upstream_once_and_then_answered_from_t
     assert!(checks >= 1, "no check reached the upstream");
 
     // Another webapp answers from the shared cache: no new check upstream.
-    let (status, again) = harness::api_call(&cluster.http, &api2, &cluster.token, Method::POST, "/v1/contacts", Some(ask)).await;
+    let (status, again) =
+        harness::api_call(&cluster.http, &api2, &cluster.token, Method::POST, "/v1/contacts", Some(ask)).await;
     assert_eq!(status, 200);
     assert_eq!(again["contacts"], body["contacts"]);
     assert_eq!(cluster.sim_stats().await["contact_checks"].as_u64().unwrap(), checks, "the cache was not used");
@@ -262,7 +257,10 @@ async fn contacts_are_checked_through_the_upstream_once_and_then_answered_from_t
 async fn marking_an_inbound_message_read_reaches_the_upstream() {
     let Some(cluster) = start(spec()).await else { return };
     let injected = cluster
-        .sim_post("/sim/inbound", json!({"account": cluster_account(&cluster).await, "from": "15557770001", "body": "hi"}))
+        .sim_post(
+            "/sim/inbound",
+            json!({"account": cluster_account(&cluster).await, "from": "15557770001", "body": "hi"}),
+        )
         .await;
     let id = injected["id"].as_str().expect("inbound id").to_string();
     wait_for("the inbound message to be stored", Duration::from_secs(20), || async {
@@ -278,9 +276,8 @@ async fn marking_an_inbound_message_read_reaches_the_upstream() {
         (record["read_marks"].as_u64()? >= 1).then_some(())
     })
     .await;
-    let (status, body) = cluster
-        .api_call(Method::PUT, "/v1/messages/in-never-received", Some(json!({"status": "read"})))
-        .await;
+    let (status, body) =
+        cluster.api_call(Method::PUT, "/v1/messages/in-never-received", Some(json!({"status": "read"}))).await;
     assert_eq!(status, 404, "{body}");
 }
 

@@ -67,13 +67,19 @@ async fn every_inbound_message_and_status_reaches_the_webhook_across_a_kill9_and
     let mut inbound = inject(&cluster, &account, "15557770010", 5).await;
 
     let load = load::start(cluster.http.clone(), cluster.api.clone(), cluster.token.clone(), 4, 10.0);
-    receiver.wait_until("the first callbacks", Duration::from_secs(20), |r| r.statuses().len() >= 30).await;
+    receiver.wait_until("the first callbacks", Duration::from_secs(30), |r| r.statuses().len() >= 300).await;
 
     // 1. kill -9 of the primary while callbacks flow.
     let before = cluster.shard(0).await;
     cluster.coreapp(&before.owner).kill9().await.expect("kill -9");
     cluster.wait_new_primary(0, before.epoch, Duration::from_secs(10)).await;
     inbound.extend(inject(&cluster, &account, "15557770010", 5).await);
+    let after_kill = receiver.statuses().len();
+    receiver
+        .wait_until("callbacks from the new primary", Duration::from_secs(30), |r| {
+            r.statuses().len() >= after_kill + 300
+        })
+        .await;
 
     // 2. The receiver fails for a while: callbacks wait in the database.
     receiver.set_failing(true);
@@ -89,16 +95,30 @@ async fn every_inbound_message_and_status_reaches_the_webhook_across_a_kill9_and
 
     let acked = report.acked_ids();
     cluster.wait_delivered(&acked, Duration::from_secs(30)).await;
-    receiver
-        .wait_until("every status of every acknowledged message and every inbound message", Duration::from_secs(60), |r| {
-            let got: HashSet<(String, String)> = r.statuses().into_iter().collect();
-            let inbound_got: HashSet<String> =
-                r.inbound().iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect();
-            acked.iter().all(|id| {
-                ["sent", "delivered", "read"].iter().all(|s| got.contains(&(id.clone(), (*s).to_string())))
-            }) && inbound.iter().all(|id| inbound_got.contains(id))
-        })
-        .await;
+    let missing = |r: &WebhookReceiver| -> Vec<String> {
+        let got: HashSet<(String, String)> = r.statuses().into_iter().collect();
+        let inbound_got: HashSet<String> =
+            r.inbound().iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect();
+        let mut left: Vec<String> = acked
+            .iter()
+            .flat_map(|id| ["sent", "delivered", "read"].map(|s| (id.clone(), s.to_string())))
+            .filter(|key| !got.contains(key))
+            .map(|(id, s)| format!("{id}/{s}"))
+            .collect();
+        left.extend(inbound.iter().filter(|id| !inbound_got.contains(*id)).cloned());
+        left
+    };
+    let arrived =
+        harness::poll_until(Duration::from_secs(60), || async { missing(&receiver).is_empty().then_some(()) });
+    if arrived.await.is_none() {
+        let left = missing(&receiver);
+        panic!(
+            "{} callbacks never arrived, e.g. {:?}; {}",
+            left.len(),
+            &left[..left.len().min(5)],
+            cluster.logs_hint()
+        );
+    }
     assert_status_order(&receiver);
     let (total, dups) = duplicates(&receiver);
     eprintln!(

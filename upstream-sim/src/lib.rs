@@ -207,6 +207,9 @@ async fn accept_sessions(listener: TcpListener, shared: Arc<Shared>) {
         };
         match accepted {
             Ok((stream, _peer)) => {
+                // Frames are small lines written one by one: without this,
+                // Nagle holds a receipt back until the coreapp's delayed ACK.
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(session::serve(stream, shared.clone()));
             }
             // Usually EMFILE; the listener itself is fine, so keep accepting

@@ -138,14 +138,21 @@ impl ShardCallbacks {
         let mut in_flight: JoinSet<Attempted> = JoinSet::new();
         let mut recipients_in_flight: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut look = true;
-        let mut next_look = POLL;
+        // A deadline, not a duration: lease renewals wake this loop far more
+        // often than the poll, and a sleep restarted on each would never end.
+        let mut look_at = Instant::now() + POLL;
         let mut next_prune = Instant::now() + PRUNE_EVERY / 4;
         loop {
             let settings = self.settings.current();
-            if let Err(e) = self.write_settled(&mut pass).await {
-                tracing::warn!("shard {}: cannot record callback deliveries, retrying: {e}", self.shard);
-                look = false;
-                next_look = Duration::from_millis(200);
+            // Outcomes are written when nothing else is ready to go (or many
+            // wait), so that a burst of them costs one commit.
+            let write = pass.due.is_empty() || pass.settled.len() >= DUE_AT_ONCE;
+            if write && !pass.settled.is_empty() {
+                if let Err(e) = self.write_settled(&mut pass).await {
+                    tracing::warn!("shard {}: cannot record callback deliveries, retrying: {e}", self.shard);
+                    look = false;
+                    look_at = Instant::now() + Duration::from_millis(200);
+                }
             }
             let usable = self.grant.borrow().usable();
             if !usable || !settings.settings.callbacks_on() {
@@ -156,7 +163,7 @@ impl ShardCallbacks {
                 self.poster.limit.resize(settings.settings.webhooks.max_concurrent_requests as usize);
                 if look && pass.due.is_empty() && pass.settled.is_empty() {
                     look = false;
-                    next_look = match self.look(&mut pass).await {
+                    let wait = match self.look(&mut pass).await {
                         Ok(soonest) => soonest.map_or(POLL, |ms| Duration::from_millis(ms.unsigned_abs()).min(POLL)),
                         Err(e) => {
                             tracing::warn!("shard {}: cannot read pending callbacks: {e}", self.shard);
@@ -164,6 +171,7 @@ impl ShardCallbacks {
                         }
                     }
                     .max(Duration::from_millis(5));
+                    look_at = Instant::now() + wait;
                 }
             }
             if Instant::now() >= next_prune {
@@ -179,21 +187,28 @@ impl ShardCallbacks {
                 }
                 Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
                     look = true;
-                    match done {
-                        Ok((id, attempted)) => {
-                            recipients_in_flight.remove(&id);
-                            self.settle(&mut pass, &settings, attempted);
-                        }
-                        Err(e) => {
-                            // A post that panicked: its callback is still pending, and is tried again.
-                            if let Some(recipient) = recipients_in_flight.remove(&e.id()) {
-                                pass.busy.remove(&recipient);
+                    let mut next = Some(done);
+                    while let Some(done) = next {
+                        match done {
+                            Ok((id, attempted)) => {
+                                recipients_in_flight.remove(&id);
+                                self.settle(&mut pass, &settings, attempted);
+                            }
+                            Err(e) => {
+                                // A post that panicked: its callback is still pending, and is tried again.
+                                if let Some(recipient) = recipients_in_flight.remove(&e.id()) {
+                                    pass.busy.remove(&recipient);
+                                }
                             }
                         }
+                        next = in_flight.try_join_next_with_id();
                     }
                 }
                 _ = self.wake.notified() => look = true,
-                _ = tokio::time::sleep(next_look) => look = true,
+                _ = tokio::time::sleep_until(look_at) => {
+                    look = true;
+                    look_at = Instant::now() + POLL;
+                }
                 changed = self.grant.changed() => {
                     if changed.is_err() {
                         return;
@@ -371,14 +386,14 @@ mod tests {
 #[cfg(test)]
 mod delivery_tests {
     use super::*;
-    use std::sync::atomic::AtomicU64;
-    use std::sync::Mutex;
     use crate::cluster::Settings;
     use crate::store::callbacks::CallbackFilter;
     use crate::store::messages::MessageStatus;
     use crate::store::messages::{NewMessage, SessionOutcomes, StatusUpdate};
     use axum::extract::State as AxumState;
     use axum::http::StatusCode;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
 
     /// A receiver that fails the first `failures` callbacks, and keeps every body it got.
     #[derive(Clone, Default)]

@@ -74,7 +74,12 @@ async fn store_medium(store: &Store, media_dir: &MediaDir, media: &InboundMedia)
         .map_err(|e| format!("its bytes are not base64 ({e})"))?;
     let stored = media_dir.store_bytes(&bytes).await.map_err(|e| e.to_string())?;
     if !media.sha256.is_empty() && !stored.sha256.eq_ignore_ascii_case(&media.sha256) {
-        tracing::warn!("inbound medium {}: the upstream said sha256 {}, the bytes hash to {}", stored.id, media.sha256, stored.sha256);
+        tracing::warn!(
+            "inbound medium {}: the upstream said sha256 {}, the bytes hash to {}",
+            stored.id,
+            media.sha256,
+            stored.sha256
+        );
     }
     let record = MediaRecord {
         id: stored.id.to_string(),

@@ -31,8 +31,9 @@ pub async fn upload(store: &Store, media: &MediaDir, session: &UpstreamSession, 
     let gone = || UploadStart::Unavailable(error(1006, "Resource not found", format!("there is no medium {id}")));
     let Some(record) = store.media(id).await? else { return Ok(gone()) };
     let Ok(media_id) = id.parse::<MediaId>() else { return Ok(gone()) };
-    let unreadable =
-        |e: &dyn std::fmt::Display| UploadStart::Unavailable(error(1014, "Internal error", format!("medium {id}: {e}")));
+    let unreadable = |e: &dyn std::fmt::Display| {
+        UploadStart::Unavailable(error(1014, "Internal error", format!("medium {id}: {e}")))
+    };
     let mut file = match media.open(&media_id).await {
         Ok(Some(file)) => file,
         Ok(None) => return Ok(gone()),

@@ -86,7 +86,8 @@ mod tests {
 
     #[test]
     fn a_fetched_link_becomes_an_id() {
-        let mut message = json!({"type":"document","document":{"link":"http://x/f","provider":{"name":"p"},"filename":"f.pdf"}});
+        let mut message =
+            json!({"type":"document","document":{"link":"http://x/f","provider":{"name":"p"},"filename":"f.pdf"}});
         assert_eq!(media_name(&message, "/document"), Some(MediaName::Link("http://x/f".into())));
         name_by_id(&mut message, "/document", "4b5bf27b-8672-4d55-bc21-d096dc200d0f");
         assert_eq!(

@@ -155,10 +155,7 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
     });
     let app = Router::new()
         .route("/control/status", get(|State(n): State<Arc<CoreappNode>>| async move { Json(n.status()) }))
-        .route(
-            "/control/callbacks",
-            get(|State(n): State<Arc<CoreappNode>>| async move { Json(n.callbacks.counts()) }),
-        )
+        .route("/control/callbacks", get(|State(n): State<Arc<CoreappNode>>| async move { Json(n.callbacks.counts()) }))
         .route(
             "/control/wake",
             post(|State(n): State<Arc<CoreappNode>>, Json(wake): Json<Wake>| async move {

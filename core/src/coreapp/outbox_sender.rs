@@ -192,7 +192,10 @@ impl ShardWorker {
                 Some(outcome) => *entry = outcome,
                 None if renamed => {
                     if let Err(e) = self.store.replace_message_body(&message.id, &body.to_string()).await {
-                        tracing::warn!("message {}: cannot keep its fetched media ids (a resend fetches again): {e}", message.id);
+                        tracing::warn!(
+                            "message {}: cannot keep its fetched media ids (a resend fetches again): {e}",
+                            message.id
+                        );
                     }
                 }
                 None => {}

@@ -36,6 +36,14 @@ pub struct SessionReports {
 }
 
 impl SessionReports {
+    /// Whether nothing waits to be recorded.
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+            && self.contact_answers.is_empty()
+            && self.contact_rows.is_empty()
+            && self.inbound_media.is_empty()
+    }
+
     /// Takes `event` and every event already queued behind it; false when
     /// the session closed.
     pub fn absorb(&mut self, shard: u32, event: Option<SessionEvent>, session: &mut UpstreamSession) -> bool {
@@ -71,8 +79,13 @@ impl SessionReports {
             }
             SessionEvent::Inbound { id, from, message, timestamp, profile_name, media } => {
                 let index = self.outcomes.inbound.len();
-                let message =
-                    InboundMessage { id, sender: from, body: message.to_string(), timestamp_s: timestamp / 1000, shard };
+                let message = InboundMessage {
+                    id,
+                    sender: from,
+                    body: message.to_string(),
+                    timestamp_s: timestamp / 1000,
+                    shard,
+                };
                 self.outcomes.inbound.push(ReceivedMessage { message, profile_name });
                 if let Some(media) = media {
                     self.inbound_media.push((index, media));

@@ -134,6 +134,12 @@ impl ShardWorker {
                 continue;
             }
             let Some(open) = session.as_mut() else {
+                if !reports.is_empty() {
+                    // Left by a database error; not worth waiting for the next session.
+                    if let Err(e) = self.record(&mut reports, &mut ContactQuestions::default()).await {
+                        tracing::warn!("shard {shard}: cannot record the last session's reports yet: {e}");
+                    }
+                }
                 if let Some(wait) = self.quiet.remaining(shard).filter(|w| *w > Duration::from_millis(1)) {
                     tracing::info!(
                         "shard {shard} waits {:.3} s before its next session: the upstream may still hold the \
@@ -216,6 +222,11 @@ impl ShardWorker {
     /// reported meanwhile; false when the session closed.
     async fn round(&mut self, open: &mut OpenSession, epoch: i64, reports: &mut SessionReports) -> StoreResult<bool> {
         let shard = self.target.shard;
+        if !reports.is_empty() {
+            // The last round's reports could not be recorded: its acks above
+            // all, without which the next batch would be resent.
+            self.record(reports, &mut open.questions).await?;
+        }
         if open.contacts_looked.is_none_or(|at| at.elapsed() >= IDLE_POLL) {
             open.contacts_looked = Some(Instant::now());
             let queued = self.store.pending_contact_checks(shard, CHECKS_PER_ROUND).await?;

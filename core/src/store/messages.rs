@@ -277,14 +277,17 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool().begin().await?;
         let ids: Vec<&str> = outcomes
             .acks
             .iter()
             .map(|(id, _)| id.as_str())
             .chain(outcomes.statuses.iter().map(|s| s.id.as_str()))
             .collect();
-        let meta = if filter.on { self.outbound_meta(&mut tx, &ids).await? } else { HashMap::new() };
+        // Read before the transaction (these columns never change): a SQLite
+        // transaction that reads first cannot always take the write lock
+        // later (SQLITE_BUSY_SNAPSHOT), whatever the busy timeout.
+        let meta = if filter.on { self.outbound_meta(&ids).await? } else { HashMap::new() };
+        let mut tx = self.pool().begin().await?;
         let mut callbacks = 0;
         let sent = self.sql(
             "UPDATE messages SET status_rank = 1, server_id = ?, sent_at = {now} WHERE id = ? AND status_rank = 0",
@@ -372,8 +375,7 @@ impl Store {
                 let sql = self.sql(&format!(
                     "UPDATE messages SET status_rank = ?, {column} = {{now}} WHERE id = ? AND status_rank < ?"
                 ));
-                sqlx::query(&sql).bind(rank).bind(&update.id).bind(rank).execute(&mut *conn).await?.rows_affected()
-                    == 1
+                sqlx::query(&sql).bind(rank).bind(&update.id).bind(rank).execute(&mut *conn).await?.rows_affected() == 1
             }
         };
         Ok(changed)
@@ -392,27 +394,29 @@ impl Store {
         if meta.kind == MARK_READ_KIND || !filter.calls_back(update.status) {
             return Ok(0);
         }
-        let payload =
-            callback_payload::status(&update.id, &meta.recipient, update.status.as_str(), update.timestamp_s, &update.errors);
+        let payload = callback_payload::status(
+            &update.id,
+            &meta.recipient,
+            update.status.as_str(),
+            update.timestamp_s,
+            &update.errors,
+        );
         self.enqueue_callback(conn, meta.shard, &meta.recipient, &payload).await?;
         Ok(1)
     }
 
-    /// Recipient, kind and shard of the messages `ids`, read in the caller's transaction.
-    async fn outbound_meta(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        ids: &[&str],
-    ) -> StoreResult<HashMap<String, OutboundMeta>> {
+    /// Recipient, kind and shard of the messages `ids`.
+    async fn outbound_meta(&self, ids: &[&str]) -> StoreResult<HashMap<String, OutboundMeta>> {
         let mut found = HashMap::new();
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let placeholders = vec!["?"; chunk.len()].join(", ");
-            let sql = self.sql(&format!("SELECT id, recipient, kind, shard FROM messages WHERE id IN ({placeholders})"));
+            let sql =
+                self.sql(&format!("SELECT id, recipient, kind, shard FROM messages WHERE id IN ({placeholders})"));
             let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(*id);
             }
-            for r in query.fetch_all(&mut *conn).await? {
+            for r in query.fetch_all(self.pool()).await? {
                 let meta = OutboundMeta {
                     recipient: r.text(1)?,
                     kind: r.text(2)?,
