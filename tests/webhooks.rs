@@ -222,3 +222,51 @@ async fn nothing_is_called_back_while_the_webhook_url_is_empty() {
     let mentions_quiet = |b: &Value| b.to_string().contains(&quiet) || b.to_string().contains(&quiet_inbound);
     assert!(!receiver.accepted().iter().any(mentions_quiet), "called back while webhooks.url was empty");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_media_is_stored_and_announced_with_its_id_and_only_for_the_kinds_asked_for() {
+    let spec = ClusterSpec { coreapps: 2, masters: 1, ..ClusterSpec::fast(DbEngine::Sqlite) };
+    let Some(cluster) = start(spec).await else { return };
+    let receiver = WebhookReceiver::start().await;
+    cluster.patch_settings(json!({"webhooks": {"url": receiver.url}, "media": {"auto_download": ["image"]}})).await;
+    let account = account(&cluster).await;
+    let image = cluster
+        .sim_post(
+            "/sim/inbound",
+            json!({"account": account, "from": "15557770030", "profile_name": "Ann",
+                "message": {"type": "image", "image": {"caption": "look"}}, "media": {"size": 50_000}}),
+        )
+        .await;
+    let document = cluster
+        .sim_post(
+            "/sim/inbound",
+            json!({"account": account, "from": "15557770030",
+                "message": {"type": "document", "document": {"filename": "a.pdf"}}, "media": {"size": 2_000}}),
+        )
+        .await;
+    let announced = |id: &Value| {
+        let id = id.as_str().unwrap_or("").to_string();
+        move |r: &WebhookReceiver| r.inbound().iter().any(|m| m["id"] == id.as_str())
+    };
+    receiver.wait_until("the image callback", Duration::from_secs(20), announced(&image["id"])).await;
+    receiver.wait_until("the document callback", Duration::from_secs(20), announced(&document["id"])).await;
+    let inbound = receiver.inbound();
+    let image_message = inbound.iter().find(|m| m["id"] == image["id"]).unwrap();
+    assert_eq!(image_message["image"]["sha256"], image["media"]["sha256"], "{image_message}");
+    assert_eq!(image_message["image"]["caption"], "look");
+    let media_id = image_message["image"]["id"].as_str().unwrap_or_else(|| panic!("no media id: {image_message}"));
+    let response = cluster
+        .http
+        .get(format!("{}/v1/media/{media_id}", cluster.api))
+        .bearer_auth(&cluster.token)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(shardgate_core::digest::sha256_hex(&bytes), image["media"]["sha256"].as_str().unwrap());
+    // Documents are not in auto_download: announced, but with no stored medium.
+    let document_message = inbound.iter().find(|m| m["id"] == document["id"]).unwrap();
+    assert!(document_message["document"]["id"].is_null(), "{document_message}");
+    assert_eq!(document_message["document"]["sha256"], document["media"]["sha256"]);
+}
