@@ -141,6 +141,10 @@ store_cases! {
         sqlite_outbox_keeps_order_and_status_never_regresses,
         postgres_outbox_keeps_order_and_status_never_regresses,
         mariadb_outbox_keeps_order_and_status_never_regresses;
+    case_outbox_window =>
+        sqlite_outbox_batches_commit_whole_and_epochs_take_rows_until_put_back,
+        postgres_outbox_batches_commit_whole_and_epochs_take_rows_until_put_back,
+        mariadb_outbox_batches_commit_whole_and_epochs_take_rows_until_put_back;
     case_users_and_tokens =>
         sqlite_users_insert_once_and_expired_tokens_are_refused,
         postgres_users_insert_once_and_expired_tokens_are_refused,
@@ -614,6 +618,36 @@ async fn case_messages(store: &Store, _: &DbConfig) {
     assert!(!store.store_inbound(&inbound).await.unwrap(), "a redelivery is deduped");
     let other = InboundMessage { id: "in-2".into(), ..inbound };
     assert!(store.store_inbound(&other).await.unwrap());
+}
+
+async fn case_outbox_window(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    store.init_cluster(&ClusterInfo { shards: 2, account: "15550001111".into() }).await.unwrap();
+    let ids =
+        |rows: Vec<shardgate_core::store::messages::PendingMessage>| rows.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    // A batch is stored whole, in its order, and only under the shard count it was routed over.
+    let batch: Vec<NewMessage> = (1..=250).map(|i| message(&format!("b{i:03}"), 0, "x")).collect();
+    assert!(!store.enqueue_messages(&batch[..3], 4).await.unwrap(), "routed over another shard count");
+    assert!(store.pending_messages(0, 10).await.unwrap().is_empty(), "nothing of it is stored");
+    assert!(store.enqueue_messages(&batch, 2).await.unwrap());
+    let pending = store.pending_messages(0, 1000).await.unwrap();
+    assert_eq!(ids(pending.clone()), batch.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), "in its order");
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+    let duplicate = [message("fresh", 0, "x"), message("b001", 0, "dup")];
+    assert!(store.enqueue_messages(&duplicate, 2).await.is_err(), "a duplicate id fails the batch");
+    assert_eq!(store.message_status("fresh").await.unwrap(), None, "and nothing of it is stored");
+
+    // Epoch 7 takes rows: they are not read again until put back.
+    let taken: Vec<String> = batch[..100].iter().map(|m| m.id.clone()).collect();
+    store.mark_attempt(&taken, 7, "core-a").await.unwrap();
+    assert_eq!(ids(store.unsent_messages(0, 7, 2).await.unwrap()), vec!["b101", "b102"]);
+    assert_eq!(ids(store.unsent_messages(0, 8, 2).await.unwrap()), vec!["b001", "b002"], "another epoch reads them");
+    store.mark_sent("b001", "srv").await.unwrap();
+    store.put_back_unacknowledged(0, 7).await.unwrap();
+    assert_eq!(ids(store.unsent_messages(0, 7, 2).await.unwrap()), vec!["b002", "b003"], "put back, in seq order");
+    // A row another epoch took (a deposed primary's late mark) is still unsent for this one.
+    store.mark_attempt(&["b002".into()], 6, "core-old").await.unwrap();
+    assert_eq!(ids(store.unsent_messages(0, 7, 1).await.unwrap()), vec!["b002"]);
 }
 
 async fn case_users_and_tokens(store: &Store, _: &DbConfig) {

@@ -12,7 +12,8 @@
 //!   pool so that a login never stalls the API, one hash per core at most and
 //!   a bounded queue, so that a login flood cannot exhaust memory.
 //! - Tokens are 32 random bytes (base64url); the store keeps only their
-//!   SHA-256, so a database dump yields no usable token.
+//!   SHA-256, so a database dump yields no usable token. Their users are
+//!   cached for a second ([`crate::token_cache`]).
 
 use crate::error::{ApiError, ErrorKind};
 use crate::state::AppState;
@@ -81,7 +82,7 @@ pub async fn authenticate(
     let caller = if request.headers().contains_key(header::AUTHORIZATION) {
         let (scheme, credentials) = authorization(request.headers())?;
         if scheme.eq_ignore_ascii_case("bearer") {
-            bearer_caller(&state.store, credentials).await?
+            bearer_caller(&state, credentials).await?
         } else if scheme.eq_ignore_ascii_case("apikey") {
             let configured = state.api_key.as_deref().unwrap_or("");
             if configured.is_empty() || !bool::from(configured.as_bytes().ct_eq(credentials.as_bytes())) {
@@ -164,11 +165,22 @@ fn authorization(headers: &HeaderMap) -> Result<(&str, &str), ApiError> {
     Ok((scheme, credentials.trim()))
 }
 
-async fn bearer_caller(store: &Store, token: &str) -> Result<Caller, ApiError> {
-    let user = store
-        .token_user(&token_hash(token))
-        .await?
-        .ok_or_else(|| ApiError::unauthenticated("the token is unknown or expired; log in again"))?;
+/// The user of a bearer token: from the token cache, or from the database
+/// (and then cached).
+async fn bearer_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let hash = token_hash(token);
+    let user = match state.tokens.get(&hash) {
+        Some(user) => user,
+        None => {
+            let user = state
+                .store
+                .token_user(&hash)
+                .await?
+                .ok_or_else(|| ApiError::unauthenticated("the token is unknown or expired; log in again"))?;
+            state.tokens.insert(hash, user.clone());
+            user
+        }
+    };
     if user.must_change {
         return Err(ApiError::new(
             ErrorKind::PasswordChangeRequired,

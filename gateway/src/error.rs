@@ -203,6 +203,15 @@ impl ApiError {
         ApiError::new(ErrorKind::Forbidden, details)
     }
 
+    /// The database failed; the cause is logged by the caller, not shown
+    /// (its message can name tables and hosts).
+    pub fn database() -> ApiError {
+        ApiError::new(
+            ErrorKind::Database,
+            "the database failed or could not be reached; nothing was changed, retry later",
+        )
+    }
+
     /// An unexpected failure (1014); the cause is logged, not shown.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!("internal error: {cause}");
@@ -230,10 +239,7 @@ impl From<StoreError> for ApiError {
         // The database's own message can name tables and hosts: it goes to the
         // operator's log, and the API user gets what it means for them.
         tracing::error!("database failure: {e}");
-        ApiError::new(
-            ErrorKind::Database,
-            "the database failed or could not be reached; nothing was changed, retry later",
-        )
+        ApiError::database()
     }
 }
 

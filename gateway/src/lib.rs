@@ -9,6 +9,9 @@
 //! - [`auth`]: passwords, bearer tokens, the API key, and the two auth layers:
 //!   who is calling (authentication), then whether they may (the authorizer plugin).
 //! - [`routing`]: a message's shard (the router plugin), and the wake-up of that shard's owner.
+//! - [`outbox_writer`]: group commit of accepted messages (one transaction
+//!   for everything that arrived during the previous commit).
+//! - [`token_cache`]: the users of bearer tokens seen in the last second.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`cluster_view`]: the fan-out to every node's control API (health, support).
 //! - [`extract`]: the JSON body extractor that turns bad bodies into on-prem errors.
@@ -17,7 +20,8 @@
 //! - [`error`]: the one error type, in the on-prem format, with the code table.
 //!
 //! Dependencies point one way, with no cycle: `app` → `api` → `auth` →
-//! `state` → (`routing`, `login_limits`, `metrics`) → `error`; `views`,
+//! `state` → (`routing`, `outbox_writer`, `token_cache`, `login_limits`,
+//! `metrics`) → `error`; `views`,
 //! `extract`, `cluster_view` and `request_head` sit beside them and import
 //! nothing above. Who is calling is core's `Principal` (in the
 //! [`auth::Caller`] extractor); the users table's role text maps to it in
@@ -42,9 +46,11 @@ pub mod error;
 pub mod extract;
 pub mod login_limits;
 pub mod metrics;
+pub mod outbox_writer;
 pub mod request_head;
 pub mod routing;
 pub mod state;
+pub mod token_cache;
 pub mod views;
 
 pub use app::router;

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 const OWNER_CACHE_TTL: Duration = Duration::from_millis(200);
 /// How long a wake call may take before it is given up.
 const WAKE_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long a read shard count routes messages before it is read again.
+/// Safe at any length: the outbox writer checks the count a message was
+/// routed over against the stored one in the transaction that stores it.
+const SHARD_COUNT_TTL: Duration = Duration::from_secs(1);
 
 /// Chooses shards and wakes their owners; cheap to clone.
 #[derive(Clone)]
@@ -27,7 +31,17 @@ pub struct ShardRouter {
     control: ControlClient,
     policy: Arc<dyn RoutingPolicy>,
     owners: Arc<tokio::sync::Mutex<OwnerCache>>,
+    shard_count: Arc<Mutex<Option<(u32, Instant)>>>,
     wakes: Arc<Mutex<HashMap<u32, WakeState>>>,
+}
+
+/// Where the router put a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    /// Its shard.
+    pub shard: u32,
+    /// The shard count it was routed over.
+    pub shards: u32,
 }
 
 /// Control addresses of the shard owners, as of `read_at`.
@@ -45,19 +59,36 @@ struct WakeState {
 impl ShardRouter {
     /// A router over `store` that asks `policy` for shards.
     pub fn new(store: Store, control: ControlClient, policy: Arc<dyn RoutingPolicy>) -> ShardRouter {
-        ShardRouter { store, control, policy, owners: Arc::default(), wakes: Arc::default() }
+        ShardRouter {
+            store,
+            control,
+            policy,
+            owners: Arc::default(),
+            shard_count: Arc::default(),
+            wakes: Arc::default(),
+        }
     }
 
-    /// The shard of `message` under the routing policy; a refusal is a 400
-    /// (1009) carrying the policy's reason.
+    /// The shard of `message` under the routing policy, and the shard count
+    /// it was routed over (read at most [`SHARD_COUNT_TTL`] ago); a refusal
+    /// is a 400 (1009) carrying the policy's reason.
     ///
-    /// The shard count is read on every call, not cached: a recipient routed
-    /// with a stale count could land on two shards and lose its ordering.
     /// The policy call is synchronous, on this worker thread; the plugin host
     /// bounds it by its deadline and answers a failed call with the native rule.
-    pub async fn shard_of(&self, message: &RouteRequest) -> Result<u32, ApiError> {
-        let shards = self.shard_count().await?;
-        self.route(message, shards)
+    /// A recipient routed with a stale count could land on two shards and
+    /// lose its ordering, so the message must be stored with the count
+    /// (see [`crate::outbox_writer`]), which refuses it if the count changed.
+    pub async fn shard_of(&self, message: &RouteRequest) -> Result<Routed, ApiError> {
+        let cached = *self.shard_count.lock().expect("shard count lock");
+        let shards = match cached {
+            Some((shards, read_at)) if read_at.elapsed() < SHARD_COUNT_TTL => shards,
+            _ => {
+                let shards = self.shard_count().await?;
+                *self.shard_count.lock().expect("shard count lock") = Some((shards, Instant::now()));
+                shards
+            }
+        };
+        Ok(Routed { shard: self.route(message, shards)?, shards })
     }
 
     /// The shards of several requests (a contact check's inputs), under one

@@ -4,7 +4,9 @@
 
 use crate::login_limits::{LoginLimits, LoginThrottle};
 use crate::metrics::GatewayMetrics;
+use crate::outbox_writer::OutboxWriter;
 use crate::routing::ShardRouter;
+use crate::token_cache::TokenCache;
 use shardgate_core::control::ControlClient;
 use shardgate_core::media_dir::MediaDir;
 use shardgate_core::policy::{AuthorizationPolicy, RoutingPolicy};
@@ -35,13 +37,17 @@ pub struct AppState {
     pub metrics: GatewayMetrics,
     /// The login budgets of client addresses and user names.
     pub login_throttle: Arc<LoginThrottle>,
+    /// The users of recently seen bearer tokens.
+    pub tokens: TokenCache,
+    /// Stores accepted messages, many per transaction.
+    pub outbox: OutboxWriter,
 }
 
 impl AppState {
     /// State for a webapp `node_id` over `store` and `media`, calling the
     /// nodes through `control`, whose authorization and routing are the
     /// running plugins of `plugins` (the handles follow every load, reset and
-    /// unload).
+    /// unload). Starts the outbox writer: call it on a Tokio runtime.
     pub fn new(
         store: Store,
         media: MediaDir,
@@ -53,6 +59,7 @@ impl AppState {
         AppState {
             shards: ShardRouter::new(store.clone(), control.clone(), plugins.router()),
             authorizer: plugins.authorizer(),
+            outbox: OutboxWriter::start(store.clone()),
             store,
             media,
             api_key: api_key.filter(|k| !k.is_empty()).map(Arc::from),
@@ -61,6 +68,7 @@ impl AppState {
             plugins,
             metrics: GatewayMetrics::new(),
             login_throttle: Arc::new(LoginThrottle::new(&LoginLimits::default())),
+            tokens: TokenCache::default(),
         }
     }
 

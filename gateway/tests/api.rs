@@ -9,6 +9,7 @@ use shardgate_core::control_auth::ClusterSecretArgs;
 use shardgate_core::media_dir::MediaDirArgs;
 use shardgate_core::policy::UserRole;
 use shardgate_core::routing::default_shard;
+use shardgate_core::store::messages::MessageStatus;
 use shardgate_core::store::users::UserRecord;
 use shardgate_gateway::auth;
 use std::time::Duration;
@@ -300,6 +301,58 @@ async fn database_failure_answers_a_database_error_and_the_node_recovers() {
     let ids = webapp.pending_ids().await;
     assert_eq!(ids.len(), 2, "the refused message left nothing behind: {ids:?}");
     assert!(ids.contains(&kept["messages"][0]["id"].as_str().unwrap().to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_messages_are_each_answered_only_once_stored() {
+    let webapp = Webapp::start().await;
+    let token = webapp.admin_token().await;
+    let sends = (0..200).map(|i| {
+        let (webapp, token) = (&webapp, &token);
+        async move {
+            let response = webapp.post_message(token, &text_message(&format!("1555000{:03}", i % 20), "burst")).await;
+            assert!(response.status().is_success(), "{}", response.status());
+            let body: Value = response.json().await.unwrap();
+            let id = body["messages"][0]["id"].as_str().unwrap().to_string();
+            // Answered means committed: the row is there the moment the id is.
+            assert_eq!(webapp.store.message_status(&id).await.unwrap(), Some(MessageStatus::Queued));
+            id
+        }
+    });
+    let ids: Vec<String> = futures::future::join_all(sends).await;
+    let mut stored = webapp.pending_ids().await;
+    stored.sort();
+    let mut answered = ids.clone();
+    answered.sort();
+    assert_eq!(stored, answered, "every answered message is stored, once");
+}
+
+#[tokio::test]
+async fn a_message_routed_over_a_changed_shard_count_is_refused_and_not_stored() {
+    use sqlx::Connection;
+    let webapp = Webapp::start().await;
+    let token = webapp.admin_token().await;
+    // Routed once: the webapp now holds the shard count for a second.
+    assert!(webapp.post_message(&token, &text_message("15550001", "before")).await.status().is_success());
+    let url = format!("sqlite://{}", webapp.dir.join("shardgate.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE cluster SET shards = 4").execute(&mut db).await.unwrap();
+    let (status, code, details) =
+        onprem_error(webapp.post_message(&token, &text_message("15550002", "stale")).await).await;
+    assert_eq!((status, code), (StatusCode::SERVICE_UNAVAILABLE, 1011), "{details}");
+    assert!(details.contains("shard count changed"), "{details}");
+    assert_eq!(webapp.pending_ids().await.len(), 1, "the refused message left nothing behind");
+    // Within a second the webapp routes over the new count again.
+    let started = std::time::Instant::now();
+    loop {
+        let response = webapp.post_message(&token, &text_message("15550003", "after")).await;
+        if response.status().is_success() {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() < Duration::from_secs(3), "still refused after 3 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

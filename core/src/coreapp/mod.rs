@@ -8,7 +8,8 @@
 //! - [`quiet`]: when a shard's next session may open, whatever ended the last.
 //! - [`frame_codec`]: upstream line framing that skips oversized or garbled frames.
 //! - [`shard_worker`]: runs one shard's session, round after round.
-//! - [`outbox_sender`]: a round of the outbox: media first, then the messages, then their acks.
+//! - [`outbox_sender`]: a batch of the outbox on the wire: media first, then the messages.
+//! - [`send_window`]: the messages a session has out awaiting their acks, and when they go back.
 //! - [`message_media`]: where a message names media, by id or link.
 //! - [`link_fetch`]: fetching media links into the media directory.
 //! - [`media_upload`]: uploading a medium over the session, streamed from its file.
@@ -29,6 +30,7 @@ pub mod media_upload;
 pub mod message_media;
 pub mod outbox_sender;
 pub mod quiet;
+pub mod send_window;
 pub mod session;
 pub mod session_reports;
 pub mod shard_worker;

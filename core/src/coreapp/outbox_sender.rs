@@ -1,6 +1,6 @@
-//! One round of the outbox over the shard's session: the oldest pending
-//! rows, at most [`BATCH`], go out in `seq` order and the round waits for
-//! their acks. Before a message goes:
+//! Sending a batch of outbox rows over the shard's session, in `seq` order,
+//! without waiting for their acks: the session's [`SendWindow`] counts them
+//! until they settle. Before a message goes:
 //!
 //! 1. its `link` media are fetched into the media directory and the message
 //!    names them by id from then on (also in the outbox, so that a resend
@@ -11,12 +11,13 @@
 //!
 //! A message whose medium is gone, refused or cannot be fetched fails
 //! (`failed`, with the on-prem error) without being sent. A message whose
-//! medium got no answer in time stays queued, and so do the later messages
-//! of its recipient in the round, so that a recipient's messages keep their
-//! order. Meanwhile the session's events are gathered as usual.
+//! medium got no answer in time is held, and so are its recipient's later
+//! messages, until the window puts them back, so that a recipient's
+//! messages keep their order. Meanwhile the session's events are gathered as usual.
 
 use super::media_upload::{self, UploadStart};
 use super::message_media::{media_name, media_slots, name_by_id, MediaName};
+use super::send_window::SendWindow;
 use super::session_reports::SessionReports;
 use super::shard_worker::{OpenSession, ShardWorker};
 use crate::callback_payload::error;
@@ -30,16 +31,12 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Messages sent per round before waiting for their acks.
-pub const BATCH: u32 = 64;
-/// How long unacknowledged messages wait before being sent again.
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Outbox rows read and sent at once, at most.
+pub const BATCH: u32 = 128;
 /// How long the answer to an upload may take once its last chunk is queued.
 const UPLOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Links of one round fetched at once (the node-wide bound is the fetcher's).
+/// Links of one batch fetched at once (the node-wide bound is the fetcher's).
 const LINKS_AT_ONCE: usize = 4;
-/// Pause after a round whose messages all had to wait, before trying again.
-const HELD_PAUSE: Duration = Duration::from_secs(1);
 
 /// A pending row on its way to the wire.
 enum Prepared {
@@ -49,12 +46,13 @@ enum Prepared {
     Message { body: Value, media: Vec<String> },
     /// Not sent: it fails with these errors.
     Fail(Vec<UpstreamError>),
-    /// Not this round: it stays queued.
+    /// Not now: it waits for the window's put-back.
     Hold,
 }
 
 impl ShardWorker {
-    /// Sends `pending` and waits for the acks; false when the session closed.
+    /// Takes `pending` out of the outbox for `epoch` and sends what may go
+    /// into the session's window; false when the session closed.
     pub(super) async fn send_batch(
         &mut self,
         open: &mut OpenSession,
@@ -63,8 +61,12 @@ impl ShardWorker {
         reports: &mut SessionReports,
     ) -> StoreResult<bool> {
         let shard = self.target.shard;
+        // All of them, also those skipped below: taken, they are not read
+        // again until the window puts them back.
         let ids: Vec<String> = pending.iter().map(|m| m.id.clone()).collect();
         self.store.mark_attempt(&ids, epoch, &self.target.node).await?;
+        let pending: Vec<PendingMessage> =
+            pending.into_iter().filter(|m| !open.window.is_out(&m.id) && !open.window.is_held(&m.recipient)).collect();
         let mut prepared: Vec<Prepared> = pending.iter().map(prepare).collect();
         if !self.resolve_links(&pending, &mut prepared, open, reports).await? {
             return Ok(false);
@@ -72,16 +74,14 @@ impl ShardWorker {
         if !self.upload_media(&mut prepared, open, reports).await? {
             return Ok(false);
         }
-        let acks_before = reports.outcomes.acks.len();
-        let mut held = HashSet::new();
-        let mut waiting = HashSet::new();
         for (message, prepared) in pending.iter().zip(prepared) {
-            if held.contains(&message.recipient) {
+            let window: &mut SendWindow = &mut open.window;
+            if window.is_held(&message.recipient) {
                 continue;
             }
             let frame = match prepared {
                 Prepared::Hold => {
-                    held.insert(message.recipient.clone());
+                    window.hold(&message.recipient);
                     continue;
                 }
                 Prepared::Fail(errors) => {
@@ -97,32 +97,9 @@ impl ShardWorker {
             if !open.upstream.send(frame) {
                 return Ok(false);
             }
-            waiting.insert(message.id.clone());
+            window.sent(message.id.clone());
         }
-        // Wait for the acks; or, when every message had to wait, pause a
-        // little before the round that tries them again.
-        let holding_only = waiting.is_empty() && !held.is_empty();
-        let give_up = Instant::now() + if holding_only { HELD_PAUSE } else { ACK_TIMEOUT };
-        let mut seen = acks_before;
-        let mut alive = true;
-        while alive && (!waiting.is_empty() || holding_only) {
-            tokio::select! {
-                event = open.upstream.events.recv() => {
-                    alive = reports.absorb(shard, event, &mut open.upstream);
-                    for (id, _) in &reports.outcomes.acks[seen..] {
-                        waiting.remove(id);
-                    }
-                    seen = reports.outcomes.acks.len();
-                }
-                _ = tokio::time::sleep_until(give_up) => {
-                    if !waiting.is_empty() {
-                        tracing::warn!("shard {shard}: {} message(s) unacknowledged, will resend", waiting.len());
-                    }
-                    break;
-                }
-            }
-        }
-        Ok(alive)
+        Ok(true)
     }
 
     /// Fetches the links of the prepared messages (each link once), and

@@ -16,6 +16,7 @@ use crate::store::messages::{InboundMessage, MessageStatus, ReceivedMessage, Ses
 use crate::store::{Store, StoreResult};
 use crate::upstream::protocol::{ContactCheck, InboundMedia, ReceiptStatus};
 use std::collections::HashMap;
+use tokio::sync::mpsc::error::TryRecvError;
 
 /// Outcomes kept at most while the database refuses them; beyond, they are
 /// dropped with an error line rather than exhaust memory (acks come again
@@ -61,6 +62,16 @@ impl SessionReports {
                 Ok(event) => next = Some(event),
                 Err(_) => return true,
             }
+        }
+    }
+
+    /// Takes the events already queued, without waiting; false when the
+    /// session closed.
+    pub fn absorb_ready(&mut self, shard: u32, session: &mut UpstreamSession) -> bool {
+        match session.events.try_recv() {
+            Ok(event) => self.absorb(shard, Some(event), session),
+            Err(TryRecvError::Empty) => true,
+            Err(TryRecvError::Disconnected) => self.absorb(shard, None, session),
         }
     }
 

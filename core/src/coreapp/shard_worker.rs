@@ -1,10 +1,11 @@
 //! One shard's worker: while the lease is usable it keeps the shard's one
 //! upstream session open and, in rounds, drains the shard's outbox in `seq`
-//! order ([`super::outbox_sender`]), asks the contact checks queued on the
+//! order ([`super::outbox_sender`]) through a sliding window of messages
+//! awaiting their acks ([`super::send_window`]), asks the contact checks queued on the
 //! shard ([`super::contact_checks`]), and records what the session reports,
 //! with the callbacks it causes ([`super::session_reports`]); the shard's
-//! callback delivery is woken right after. After a promotion it starts from
-//! the oldest unacknowledged message, so only what was in flight is resent.
+//! callback delivery is woken right after. A new session starts from the
+//! oldest unacknowledged message, so only what was in flight is resent.
 //! A new session waits until the previous one of the shard is surely closed
 //! upstream (see [`super::quiet`]), and sessions that keep ending young back off.
 //!
@@ -15,6 +16,7 @@ use super::contact_checks::{ContactQuestions, CHECKS_PER_ROUND};
 use super::link_fetch::LinkFetcher;
 use super::outbox_sender::BATCH;
 use super::quiet::UpstreamQuiet;
+use super::send_window::SendWindow;
 use super::session::{LeaseGrant, SessionLimits, SessionTarget, UpstreamSession};
 use super::session_reports::SessionReports;
 use crate::cluster::live_settings::LiveSettings;
@@ -112,6 +114,8 @@ pub(super) struct OpenSession {
     pub uploaded: HashSet<String>,
     /// Contact checks asked in this session and not answered yet.
     pub questions: ContactQuestions,
+    /// The messages this session has out, awaiting their acks.
+    pub window: SendWindow,
     /// When queued contact checks were last looked for (`None`: never).
     contacts_looked: Option<Instant>,
 }
@@ -136,7 +140,7 @@ impl ShardWorker {
             let Some(open) = session.as_mut() else {
                 if !reports.is_empty() {
                     // Left by a database error; not worth waiting for the next session.
-                    if let Err(e) = self.record(&mut reports, &mut ContactQuestions::default()).await {
+                    if let Err(e) = self.record_reports(&mut reports, &mut ContactQuestions::default()).await {
                         tracing::warn!("shard {shard}: cannot record the last session's reports yet: {e}");
                     }
                 }
@@ -167,6 +171,7 @@ impl ShardWorker {
                             opened: Instant::now(),
                             uploaded: HashSet::new(),
                             questions: ContactQuestions::default(),
+                            window: SendWindow::new(),
                             contacts_looked: None,
                         });
                     }
@@ -188,7 +193,7 @@ impl ShardWorker {
         }
         self.close(&mut session, "revoked", &mut backoff).await;
         // What the last session reported and is not recorded yet: one more try.
-        if let Err(e) = self.record(&mut reports, &mut ContactQuestions::default()).await {
+        if let Err(e) = self.record_reports(&mut reports, &mut ContactQuestions::default()).await {
             tracing::warn!("shard {shard}: reports of its last session are lost: {e}");
         }
     }
@@ -218,14 +223,14 @@ impl ShardWorker {
         }
     }
 
-    /// Sends one batch, or waits for work, then records what the session
-    /// reported meanwhile; false when the session closed.
+    /// Sends one batch, or waits for work, acks or a deadline, then records
+    /// what the session reported meanwhile; false when the session closed.
     async fn round(&mut self, open: &mut OpenSession, epoch: i64, reports: &mut SessionReports) -> StoreResult<bool> {
         let shard = self.target.shard;
         if !reports.is_empty() {
             // The last round's reports could not be recorded: its acks above
-            // all, without which the next batch would be resent.
-            self.record(reports, &mut open.questions).await?;
+            // all, without which the put-backs would resend them.
+            self.record(reports, open).await?;
         }
         if open.contacts_looked.is_none_or(|at| at.elapsed() >= IDLE_POLL) {
             open.contacts_looked = Some(Instant::now());
@@ -236,28 +241,45 @@ impl ShardWorker {
                 }
             }
         }
-        let pending = self.store.pending_messages(shard, BATCH).await?;
+        if open.window.put_back_due(shard) {
+            self.store.put_back_unacknowledged(shard, epoch).await?;
+            open.window.put_back_done();
+        }
+        let room = u32::try_from(open.window.free()).unwrap_or(u32::MAX).min(BATCH);
+        let pending = if room > 0 { self.store.unsent_messages(shard, epoch, room).await? } else { Vec::new() };
         let alive = if pending.is_empty() {
+            let idle_until = Instant::now() + IDLE_POLL;
+            let until = open.window.next_deadline().map_or(idle_until, |deadline| deadline.min(idle_until));
             tokio::select! {
                 _ = self.signals.wake.notified() => {
                     // A webapp stored something: contact checks, maybe.
                     open.contacts_looked = None;
                     true
                 }
-                _ = tokio::time::sleep(IDLE_POLL) => true,
+                _ = tokio::time::sleep_until(until) => true,
                 _ = self.grant.changed() => true,
                 event = open.upstream.events.recv() => reports.absorb(shard, event, &mut open.upstream),
             }
         } else {
-            self.send_batch(open, pending, epoch, reports).await?
+            self.send_batch(open, pending, epoch, reports).await? && reports.absorb_ready(shard, &mut open.upstream)
         };
-        self.record(reports, &mut open.questions).await?;
+        self.record(reports, open).await?;
         Ok(alive)
+    }
+
+    /// Takes the messages settled since out of `open`'s window, then records
+    /// the reports ([`ShardWorker::record_reports`]).
+    async fn record(&self, reports: &mut SessionReports, open: &mut OpenSession) -> StoreResult<()> {
+        let outcomes = &reports.outcomes;
+        open.window.settled(
+            outcomes.acks.iter().map(|(id, _)| id.as_str()).chain(outcomes.statuses.iter().map(|s| s.id.as_str())),
+        );
+        self.record_reports(reports, &mut open.questions).await
     }
 
     /// Records the reports, with the callbacks the settings in force now
     /// allow, and wakes the shard's callback delivery when there are new ones.
-    async fn record(&self, reports: &mut SessionReports, questions: &mut ContactQuestions) -> StoreResult<()> {
+    async fn record_reports(&self, reports: &mut SessionReports, questions: &mut ContactQuestions) -> StoreResult<()> {
         let settings = self.settings.current();
         let callbacks = reports.record(&self.store, &self.media, &settings.settings, questions).await?;
         if callbacks > 0 {

@@ -360,12 +360,13 @@ mod tests {
                 ("1555".into(), "m1".into(), "sent".into()),
                 ("1666".into(), "m3".into(), "sent".into()),
                 ("1555".into(), "m1".into(), "delivered".into()),
-                ("1666".into(), "m3".into(), "failed".into()),
                 ("1555".into(), "m1".into(), "read".into()),
-            ]
+                ("1666".into(), "m3".into(), "failed".into()),
+            ],
+            "acks first, then the statuses by rank: each message's in order"
         );
         assert_eq!(callbacks[2].1["statuses"][0]["timestamp"], "1700000000");
-        assert_eq!(callbacks[3].1["statuses"][0]["errors"], json!(errors));
+        assert_eq!(callbacks[4].1["statuses"][0]["errors"], json!(errors));
         assert_eq!(store.message_status("m2").await.unwrap(), Some(MessageStatus::Sent), "the mark is acked");
         assert_eq!(store.message_status("m3").await.unwrap(), Some(MessageStatus::Failed));
         let stored: Vec<UpstreamError> =

@@ -173,12 +173,28 @@ pub fn unix_now_s() -> i64 {
 
 /// Message ids per statement, well under every engine's limit on placeholders.
 const IDS_PER_QUERY: usize = 500;
+/// Rows per multi-row insert (five placeholders each).
+const ROWS_PER_INSERT: usize = 100;
 
 /// What the callbacks of an outbound message need to know of it.
 struct OutboundMeta {
     recipient: String,
     kind: String,
     shard: u32,
+    /// `status_rank` before the outcomes apply.
+    rank: i64,
+}
+
+/// Whether `status` advances the message `id` from the rank `ranks` holds
+/// for it, and if so records the new rank; false for a message not in `ranks`.
+fn advances(ranks: &mut HashMap<&str, i64>, id: &str, status: MessageStatus) -> bool {
+    match ranks.get_mut(id) {
+        Some(rank) if *rank < status as i64 => {
+            *rank = status as i64;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// A message received from the upstream for the account.
@@ -196,21 +212,64 @@ pub struct InboundMessage {
     pub shard: u32,
 }
 
+/// A pending row of the `SELECT seq, id, recipient, kind, body, attempts` shape.
+fn pending_row(r: &sqlx::any::AnyRow) -> StoreResult<PendingMessage> {
+    Ok(PendingMessage {
+        seq: r.try_get(0)?,
+        id: r.text(1)?,
+        recipient: r.text(2)?,
+        kind: r.text(3)?,
+        body: r.text(4)?,
+        attempts: r.try_get(5)?,
+    })
+}
+
 impl Store {
     /// Stores an accepted message; returns once committed.
     pub async fn enqueue_message(&self, message: &NewMessage) -> StoreResult<()> {
-        let sql = self.sql(
-            "INSERT INTO messages (id, shard, recipient, kind, body, status_rank, created_at, attempts) \
-             VALUES (?, ?, ?, ?, ?, 0, {now}, 0)",
-        );
-        sqlx::query(&sql)
-            .bind(&message.id)
-            .bind(i64::from(message.shard))
-            .bind(&message.recipient)
-            .bind(&message.kind)
-            .bind(&message.body)
-            .execute(self.pool())
-            .await?;
+        let mut tx = self.pool().begin().await?;
+        self.insert_messages(&mut tx, std::slice::from_ref(message)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores accepted messages routed over `shards` shards in one
+    /// transaction (one commit, one fsync), provided the cluster still has
+    /// that many shards when they are written; false, with nothing stored,
+    /// when the count changed (their shards may be wrong). The count is read
+    /// after the inserts, when the transaction already holds SQLite's write
+    /// lock: a SQLite transaction that reads first cannot always take it later.
+    pub async fn enqueue_messages(&self, messages: &[NewMessage], shards: u32) -> StoreResult<bool> {
+        let mut tx = self.pool().begin().await?;
+        self.insert_messages(&mut tx, messages).await?;
+        let stored = sqlx::query("SELECT shards FROM cluster WHERE id = 1").fetch_optional(&mut *tx).await?;
+        let current = stored.map(|r| r.try_get::<i64, _>(0)).transpose()?;
+        if current != Some(i64::from(shards)) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Multi-row inserts of `messages`, in their order (so `seq` follows it).
+    async fn insert_messages(&self, conn: &mut sqlx::AnyConnection, messages: &[NewMessage]) -> StoreResult<()> {
+        for chunk in messages.chunks(ROWS_PER_INSERT) {
+            let rows = vec!["(?, ?, ?, ?, ?, 0, {now}, 0)"; chunk.len()].join(", ");
+            let sql = self.sql(&format!(
+                "INSERT INTO messages (id, shard, recipient, kind, body, status_rank, created_at, attempts) VALUES {rows}"
+            ));
+            let mut query = sqlx::query(&sql);
+            for message in chunk {
+                query = query
+                    .bind(&message.id)
+                    .bind(i64::from(message.shard))
+                    .bind(&message.recipient)
+                    .bind(&message.kind)
+                    .bind(&message.body);
+            }
+            query.execute(&mut *conn).await?;
+        }
         Ok(())
     }
 
@@ -220,23 +279,36 @@ impl Store {
             "SELECT seq, id, recipient, kind, body, attempts FROM messages \
              WHERE shard = ? AND status_rank = 0 ORDER BY seq LIMIT ?",
         );
-        let rows = sqlx::query(&sql).bind(i64::from(shard)).bind(i64::from(limit)).fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PendingMessage {
-                    seq: r.try_get(0)?,
-                    id: r.text(1)?,
-                    recipient: r.text(2)?,
-                    kind: r.text(3)?,
-                    body: r.text(4)?,
-                    attempts: r.try_get(5)?,
-                })
-            })
-            .collect()
+        let query = sqlx::query(&sql).bind(i64::from(shard)).bind(i64::from(limit));
+        query.fetch_all(self.pool()).await?.iter().map(pending_row).collect()
     }
 
-    /// Counts a send attempt before the messages go on the wire, so that a
-    /// resend after a failover is visible in the outbox. One statement.
+    /// The oldest unacknowledged messages of a shard that epoch `epoch` has
+    /// not taken out (see [`Store::mark_attempt`]), in send order: what the
+    /// shard's primary sends next while earlier messages await their acks.
+    /// Rows committed late with a lower `seq` are found too.
+    pub async fn unsent_messages(&self, shard: u32, epoch: i64, limit: u32) -> StoreResult<Vec<PendingMessage>> {
+        let sql = self.sql(
+            "SELECT seq, id, recipient, kind, body, attempts FROM messages \
+             WHERE shard = ? AND status_rank = 0 AND (sent_epoch IS NULL OR sent_epoch <> ?) ORDER BY seq LIMIT ?",
+        );
+        let query = sqlx::query(&sql).bind(i64::from(shard)).bind(epoch).bind(i64::from(limit));
+        query.fetch_all(self.pool()).await?.iter().map(pending_row).collect()
+    }
+
+    /// Puts back every unacknowledged message epoch `epoch` took out of the
+    /// shard's outbox, so that [`Store::unsent_messages`] returns them again
+    /// (a resend after an ack timeout, a new session, held messages).
+    pub async fn put_back_unacknowledged(&self, shard: u32, epoch: i64) -> StoreResult<()> {
+        let sql =
+            self.sql("UPDATE messages SET sent_epoch = NULL WHERE shard = ? AND status_rank = 0 AND sent_epoch = ?");
+        sqlx::query(&sql).bind(i64::from(shard)).bind(epoch).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Takes messages out of the outbox for epoch `epoch` before they go on
+    /// the wire, and counts the attempt, so that a resend after a failover is
+    /// visible in the outbox. One statement.
     pub async fn mark_attempt(&self, ids: &[String], epoch: i64, node_id: &str) -> StoreResult<()> {
         if ids.is_empty() {
             return Ok(());
@@ -266,13 +338,17 @@ impl Store {
     }
 
     /// Records what a session reported in one transaction: one commit (one
-    /// fsync, one hold of SQLite's write lock) for a whole batch, with the
-    /// callbacks `filter` lets through. Returns how many callbacks it wrote.
+    /// fsync, one hold of SQLite's write lock) for a whole batch, one
+    /// statement per status for the status changes, with the callbacks
+    /// `filter` lets through. Returns how many callbacks it wrote.
     ///
     /// A status is recorded, and called back, only when it advances: an ack
     /// or `sent` from queued, `delivered` and `read` from anything lower,
     /// `failed` from queued or sent only (a delivered message never fails).
     /// Read marks are acknowledged like messages but never called back.
+    /// Within one batch the acks apply first, then the statuses by rank
+    /// (`sent`, `delivered`, `read`, `failed`), so a message's callbacks
+    /// keep the order of its statuses.
     pub async fn record_outcomes(&self, outcomes: &SessionOutcomes, filter: CallbackFilter) -> StoreResult<usize> {
         if outcomes.is_empty() {
             return Ok(0);
@@ -283,25 +359,37 @@ impl Store {
             .map(|(id, _)| id.as_str())
             .chain(outcomes.statuses.iter().map(|s| s.id.as_str()))
             .collect();
-        // Read before the transaction (these columns never change): a SQLite
-        // transaction that reads first cannot always take the write lock
-        // later (SQLITE_BUSY_SNAPSHOT), whatever the busy timeout.
+        // Read before the transaction (SQLite: a transaction that reads first
+        // cannot always take the write lock later, SQLITE_BUSY_SNAPSHOT,
+        // whatever the busy timeout). Only this shard's primary moves these
+        // statuses, so the ranks read here are the ones the updates find; a
+        // deposed primary's late write can at worst cause a second callback.
         let meta = if filter.on { self.outbound_meta(&ids).await? } else { HashMap::new() };
+        let mut ranks: HashMap<&str, i64> = meta.iter().map(|(id, m)| (id.as_str(), m.rank)).collect();
+        let by_rank = |status: MessageStatus| outcomes.statuses.iter().filter(move |u| u.status == status);
         let mut tx = self.pool().begin().await?;
+        self.mark_acknowledged(&mut tx, &outcomes.acks).await?;
+        for status in [MessageStatus::Sent, MessageStatus::Delivered, MessageStatus::Read] {
+            let ids: Vec<&str> = by_rank(status).map(|u| u.id.as_str()).collect();
+            self.advance_to(&mut tx, status, &ids).await?;
+        }
         let mut callbacks = 0;
-        let sent = self.sql(
-            "UPDATE messages SET status_rank = 1, server_id = ?, sent_at = {now} WHERE id = ? AND status_rank = 0",
-        );
         let now_s = unix_now_s();
-        for (id, server_id) in &outcomes.acks {
-            let advanced = sqlx::query(&sent).bind(server_id).bind(id).execute(&mut *tx).await?.rows_affected() == 1;
-            if advanced {
+        for (id, _) in &outcomes.acks {
+            if advances(&mut ranks, id, MessageStatus::Sent) {
                 let update = StatusUpdate { timestamp_s: now_s, ..StatusUpdate::now(id, MessageStatus::Sent) };
                 callbacks += self.call_back_status(&mut tx, &update, meta.get(id), filter).await?;
             }
         }
-        for update in &outcomes.statuses {
-            if self.advance_status(&mut tx, update).await? {
+        for status in [MessageStatus::Sent, MessageStatus::Delivered, MessageStatus::Read] {
+            for update in by_rank(status) {
+                if advances(&mut ranks, &update.id, status) {
+                    callbacks += self.call_back_status(&mut tx, update, meta.get(&update.id), filter).await?;
+                }
+            }
+        }
+        for update in by_rank(MessageStatus::Failed) {
+            if self.fail(&mut tx, update).await? {
                 callbacks += self.call_back_status(&mut tx, update, meta.get(&update.id), filter).await?;
             }
         }
@@ -343,41 +431,67 @@ impl Store {
         Ok(callbacks)
     }
 
-    /// Moves a message to `update.status` if that advances it; true when it did.
-    async fn advance_status(&self, conn: &mut sqlx::AnyConnection, update: &StatusUpdate) -> StoreResult<bool> {
-        let rank = update.status as i64;
-        let changed = match update.status {
-            MessageStatus::Queued => return Ok(false),
-            MessageStatus::Failed => {
-                let sql = self.sql("UPDATE messages SET status_rank = ? WHERE id = ? AND status_rank < ?");
-                let changed = sqlx::query(&sql)
-                    .bind(rank)
-                    .bind(&update.id)
-                    .bind(MessageStatus::Delivered as i64)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if changed {
-                    let errors = serde_json::to_string(&update.errors).expect("errors serialize");
-                    let sql =
-                        self.sql("{insert_ignore} INTO message_failures (id, errors, failed_at) VALUES (?, ?, {now})");
-                    sqlx::query(&sql).bind(&update.id).bind(errors).execute(&mut *conn).await?;
-                }
-                changed
+    /// Moves the acknowledged messages still queued to `sent`, with their
+    /// upstream ids: one statement per [`IDS_PER_QUERY`] / 2 acks.
+    async fn mark_acknowledged(&self, conn: &mut sqlx::AnyConnection, acks: &[(String, String)]) -> StoreResult<()> {
+        for chunk in acks.chunks(IDS_PER_QUERY / 2) {
+            let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = self.sql(&format!(
+                "UPDATE messages SET status_rank = 1, sent_at = {{now}}, server_id = CASE id {cases} END \
+                 WHERE status_rank = 0 AND id IN ({placeholders})"
+            ));
+            let mut query = sqlx::query(&sql);
+            for (id, server_id) in chunk {
+                query = query.bind(id).bind(server_id);
             }
-            status => {
-                let column = match status {
-                    MessageStatus::Delivered => "delivered_at",
-                    MessageStatus::Read => "read_at",
-                    _ => "sent_at",
-                };
-                let sql = self.sql(&format!(
-                    "UPDATE messages SET status_rank = ?, {column} = {{now}} WHERE id = ? AND status_rank < ?"
-                ));
-                sqlx::query(&sql).bind(rank).bind(&update.id).bind(rank).execute(&mut *conn).await?.rows_affected() == 1
+            for (id, _) in chunk {
+                query = query.bind(id);
             }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the messages `ids` to `status` (`sent`, `delivered` or `read`)
+    /// where that advances them: one statement per [`IDS_PER_QUERY`] ids.
+    async fn advance_to(&self, conn: &mut sqlx::AnyConnection, status: MessageStatus, ids: &[&str]) -> StoreResult<()> {
+        let column = match status {
+            MessageStatus::Delivered => "delivered_at",
+            MessageStatus::Read => "read_at",
+            _ => "sent_at",
         };
+        let rank = status as i64;
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = self.sql(&format!(
+                "UPDATE messages SET status_rank = ?, {column} = {{now}} WHERE status_rank < ? AND id IN ({placeholders})"
+            ));
+            let mut query = sqlx::query(&sql).bind(rank).bind(rank);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Fails a queued or sent message, keeping why; true when it did.
+    async fn fail(&self, conn: &mut sqlx::AnyConnection, update: &StatusUpdate) -> StoreResult<bool> {
+        let sql = self.sql("UPDATE messages SET status_rank = ? WHERE id = ? AND status_rank < ?");
+        let changed = sqlx::query(&sql)
+            .bind(MessageStatus::Failed as i64)
+            .bind(&update.id)
+            .bind(MessageStatus::Delivered as i64)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+            == 1;
+        if changed {
+            let errors = serde_json::to_string(&update.errors).expect("errors serialize");
+            let sql = self.sql("{insert_ignore} INTO message_failures (id, errors, failed_at) VALUES (?, ?, {now})");
+            sqlx::query(&sql).bind(&update.id).bind(errors).execute(&mut *conn).await?;
+        }
         Ok(changed)
     }
 
@@ -410,8 +524,9 @@ impl Store {
         let mut found = HashMap::new();
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let placeholders = vec!["?"; chunk.len()].join(", ");
-            let sql =
-                self.sql(&format!("SELECT id, recipient, kind, shard FROM messages WHERE id IN ({placeholders})"));
+            let sql = self.sql(&format!(
+                "SELECT id, recipient, kind, shard, status_rank FROM messages WHERE id IN ({placeholders})"
+            ));
             let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(*id);
@@ -421,6 +536,7 @@ impl Store {
                     recipient: r.text(1)?,
                     kind: r.text(2)?,
                     shard: u32::try_from(r.try_get::<i64, _>(3)?).unwrap_or(u32::MAX),
+                    rank: r.try_get(4)?,
                 };
                 found.insert(r.text(0)?, meta);
             }

@@ -61,6 +61,7 @@ pub async fn login(
             }
             let hash = auth::hash_password(&new_password).await?;
             let revoked = state.store.set_password(&username, &hash).await?;
+            state.tokens.clear();
             tracing::info!(user = %username, client = %client, "password changed; {revoked} earlier tokens revoked");
         }
         None if user.must_change => {

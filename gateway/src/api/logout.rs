@@ -22,7 +22,9 @@ pub async fn logout(
 ) -> Result<Json<LogoutResponse>, ApiError> {
     let token = auth::bearer_token(&headers)
         .ok_or_else(|| ApiError::unauthenticated("logout revokes the bearer token sent with it; none was sent"))?;
-    state.store.revoke_token(&auth::token_hash(token)).await?;
+    let hash = auth::token_hash(token);
+    state.store.revoke_token(&hash).await?;
+    state.tokens.evict(&hash);
     if let Caller(Principal::User { name: username, .. }) = &caller {
         tracing::info!(user = %username, client = %client, "logged out: token revoked");
     }

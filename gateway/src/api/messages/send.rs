@@ -1,5 +1,6 @@
 //! `POST /v1/messages`: checks a message, asks the routing policy (the
-//! router plugin) for its shard, stores it durably in that shard's outbox,
+//! router plugin) for its shard, stores it durably in that shard's outbox (committed with
+//! the other messages that arrived meanwhile, see [`crate::outbox_writer`]),
 //! and only then answers with its id (I3). Sending is the shard primary's
 //! job; it is woken in the background, and a shard without a primary keeps
 //! the message until one is promoted.
@@ -41,13 +42,18 @@ pub async fn send(
         kind: kind.to_string(),
         metadata: vec![("recipient-type".to_string(), "individual".to_string())],
     };
-    let shard = state.shards.shard_of(&route).await?;
+    let routed = state.shards.shard_of(&route).await?;
     let id = new_message_id();
-    let stored =
-        NewMessage { id: id.clone(), shard, recipient: route.recipient, kind: kind.to_string(), body: message.body() };
-    state.store.enqueue_message(&stored).await?;
+    let stored = NewMessage {
+        id: id.clone(),
+        shard: routed.shard,
+        recipient: route.recipient,
+        kind: kind.to_string(),
+        body: message.body(),
+    };
+    state.outbox.store(stored, routed.shards).await?;
     state.metrics.message_accepted();
-    state.shards.wake_owner(shard);
+    state.shards.wake_owner(routed.shard);
     Ok(Json(SendMessageResponse { messages: vec![MessageId { id }], meta: Meta::current() }))
 }
 
