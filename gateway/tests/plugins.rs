@@ -63,16 +63,17 @@ fn test_control() -> ControlClient {
 
 impl Webapp {
     async fn start() -> Webapp {
-        Webapp::start_with(|state| state).await
+        Webapp::start_with(HostConfig::default(), |state| state).await
     }
 
-    /// A webapp whose state `adjust` may change before it serves.
-    async fn start_with(adjust: impl FnOnce(AppState) -> AppState) -> Webapp {
+    /// A webapp whose plugin host runs with `config` and whose state `adjust`
+    /// may change before it serves.
+    async fn start_with(config: HostConfig, adjust: impl FnOnce(AppState) -> AppState) -> Webapp {
         let alone = ONE_AT_A_TIME.lock().await;
         let dir = std::env::temp_dir().join(format!("shardgate-plugins-test-{}", uuid::Uuid::new_v4().simple()));
         let store = sqlite_cluster_store(&dir, SHARDS).await.unwrap();
         auth::create_user(&store, "root", PASSWORD, UserRole::Admin).await.unwrap();
-        let plugins = PluginHost::new(HostConfig::default()).unwrap();
+        let plugins = PluginHost::new(config).unwrap();
         let media = MediaDir::create(dir.join("media")).unwrap();
         let state = adjust(AppState::new(
             store.clone(),
@@ -301,8 +302,8 @@ async fn upload_takes_components_up_to_16_mib_of_a_known_kind_with_name_and_vers
 /// every message is accepted within the deadline bound and routed by the
 /// native rule; the failures show in `/v1/plugins` and `/metrics`; then the
 /// default router runs again and the hostile one is listed as retired.
-async fn hostile_router_is_contained(file: &str, failure: &str) {
-    let webapp = Webapp::start().await;
+async fn hostile_router_is_contained(file: &str, failure: &str, config: HostConfig) {
+    let webapp = Webapp::start_with(config, |state| state).await;
     let config = webapp.plugins.config().clone();
     // Interrupted at the deadline plus the probe; a starved call at twice the
     // deadline; the margin is for the rest of a debug-build request on a
@@ -354,22 +355,30 @@ async fn hostile_router_is_contained(file: &str, failure: &str) {
 
 #[tokio::test]
 async fn looping_router_never_stalls_or_fails_a_message_and_is_unloaded_after_its_failure_budget() {
-    hostile_router_is_contained("test-components/hostile-loop.wasm", "deadline").await;
+    hostile_router_is_contained("test-components/hostile-loop.wasm", "deadline", HostConfig::default()).await;
 }
 
 #[tokio::test]
 async fn trapping_router_never_fails_a_message_and_is_unloaded_after_its_failure_budget() {
-    hostile_router_is_contained("test-components/hostile-trap.wasm", "trapped").await;
+    hostile_router_is_contained("test-components/hostile-trap.wasm", "trapped", HostConfig::default()).await;
 }
 
 #[tokio::test]
 async fn out_of_range_router_never_misroutes_a_message_and_is_unloaded_after_its_failure_budget() {
-    hostile_router_is_contained("test-components/hostile-out-of-range.wasm", "not below the shard count").await;
+    hostile_router_is_contained(
+        "test-components/hostile-out-of-range.wasm",
+        "not below the shard count",
+        HostConfig::default(),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn memory_bomb_router_never_fails_a_message_and_is_unloaded_after_its_failure_budget() {
-    hostile_router_is_contained("test-components/hostile-membomb.wasm", "memory").await;
+    // Writing 16 MiB can take longer than the default 10 ms deadline on a
+    // loaded machine; a longer one makes sure the memory cap is what stops it.
+    let config = HostConfig { call_deadline: Duration::from_millis(500), ..HostConfig::default() };
+    hostile_router_is_contained("test-components/hostile-membomb.wasm", "memory", config).await;
 }
 
 // ---------------------------------------------------------------- the authorizer decides
@@ -459,7 +468,7 @@ impl RoutingPolicy for RefuseAll {
 
 #[tokio::test]
 async fn router_refusal_is_a_400_with_its_reason_and_stores_nothing() {
-    let webapp = Webapp::start_with(|state| {
+    let webapp = Webapp::start_with(HostConfig::default(), |state| {
         state.with_policies(Arc::new(RefuseAll), Arc::new(OnPremAuthorizer) as Arc<dyn AuthorizationPolicy>)
     })
     .await;

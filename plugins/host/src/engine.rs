@@ -14,8 +14,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::deadline::DeadlineCheck;
 use crate::error::PluginError;
-use crate::imports::host;
-use crate::state::{PluginLabel, PluginState, Settings};
+use crate::imports::{v0_1, v0_2};
+use crate::state::{PluginLabel, PluginState, RoutedMetadata, Settings};
 use crate::HostConfig;
 
 /// Most core instances, memories and tables one component may have. Ours
@@ -64,8 +64,13 @@ impl PluginRuntime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(crate::error::to_anyhow).context("creating the wasmtime engine")?;
 
+        // The imports of both contract versions: a component of either links.
         let mut linker = Linker::new(&engine);
-        host::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)
+        v0_2::host::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)
+            .and_then(|()| {
+                v0_2::message::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)
+            })
+            .and_then(|()| v0_1::host::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state))
             .map_err(crate::error::to_anyhow)
             .context("linking the host imports")?;
 
@@ -111,6 +116,7 @@ impl PluginRuntime {
             clock_origin: self.clock_origin,
             memory_cap: config.memory_cap,
             deadline: DeadlineCheck::new(config.call_deadline),
+            routed: RoutedMetadata::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);

@@ -40,7 +40,7 @@ pub enum PluginError {
     #[error("not a valid WebAssembly component: {0}")]
     NotAComponent(String),
     /// A valid component, but not of the world of this kind.
-    #[error("the component is not a {kind} plugin (world `{kind}` of shardgate:policy@0.1.0): {reason}")]
+    #[error("the component is not a {kind} plugin (world `{kind}` of shardgate:policy@0.2.0 or 0.1.0): {reason}")]
     WrongWorld {
         /// The kind it was loaded as.
         kind: PluginKind,

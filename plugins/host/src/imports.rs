@@ -1,7 +1,8 @@
 //! What a plugin instance sees of the host: the `host` interface of
-//! `wit/policy.wit` (a log line, a monotonic clock, read-only settings),
-//! implemented on the per-store state (`state.rs`), and the store's limiter,
-//! which enforces the memory cap.
+//! `wit/policy.wit` (a log line, a monotonic clock, read-only settings) at
+//! both contract versions, a router's `message` interface (0.2.0: the
+//! metadata of the message it routes), all implemented on the per-store
+//! state (`state.rs`), and the store's limiter, which enforces the memory cap.
 //!
 //! No filesystem, no network, no wall clock: a WASI import a component
 //! carries is linked to a trap (see `engine.rs`).
@@ -9,12 +10,31 @@
 use crate::error::MemoryCapExceeded;
 use crate::state::{PluginLabel, PluginState};
 
-wasmtime::component::bindgen!({
-    path: "../../wit",
-    interfaces: "import shardgate:policy/host@0.1.0;",
-});
+/// The imports of contract 0.2.0, the current one.
+pub mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        interfaces: "
+            import shardgate:policy/host@0.2.0;
+            import shardgate:policy/message@0.2.0;
+        ",
+    });
 
-pub use shardgate::policy::host;
+    pub use shardgate::policy::{host, message};
+}
+
+/// The imports of contract 0.1.0: the same `host` interface, under its old
+/// name; it answers through the 0.2.0 implementation.
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/0.1.0",
+        interfaces: "import shardgate:policy/host@0.1.0;",
+    });
+
+    pub use shardgate::policy::host;
+}
+
+use v0_2::host;
 
 /// The longest log line a plugin may write; the rest is cut off.
 const MAX_LOG_LINE: usize = 2048;
@@ -56,6 +76,32 @@ impl host::Host for PluginState {
 
     fn setting(&mut self, name: String) -> Option<String> {
         self.settings.load().get(&name).cloned()
+    }
+}
+
+impl v0_2::message::Host for PluginState {
+    fn metadata(&mut self, name: String) -> Option<String> {
+        self.routed.get(&name).map(str::to_owned)
+    }
+}
+
+impl v0_1::host::Host for PluginState {
+    fn log(&mut self, level: v0_1::host::Level, message: String) {
+        let level = match level {
+            v0_1::host::Level::Debug => host::Level::Debug,
+            v0_1::host::Level::Info => host::Level::Info,
+            v0_1::host::Level::Warn => host::Level::Warn,
+            v0_1::host::Level::Error => host::Level::Error,
+        };
+        host::Host::log(self, level, message)
+    }
+
+    fn monotonic_now(&mut self) -> u64 {
+        host::Host::monotonic_now(self)
+    }
+
+    fn setting(&mut self, name: String) -> Option<String> {
+        host::Host::setting(self, name)
     }
 }
 

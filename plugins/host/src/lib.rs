@@ -9,16 +9,19 @@
 //!   containment: a failed call is answered by the native rule, logged and counted.
 //! - `plugin`: one loaded plugin: its pre-linked component, its pool of warm instances
 //!   (never one instantiation per call), one call under the deadline.
-//! - `router`, `authorizer`, `health`: each WIT world's glue: bindings, lowering the
-//!   arguments, checking the answer against the contract, the native fallback.
+//! - `router`, `authorizer`, `health`: each WIT world's glue: bindings of both contract
+//!   versions, lowering the arguments, checking the answer, the native fallback.
+//! - `contract`: the versions of `shardgate:policy` the host loads (0.2.0 and 0.1.0), and
+//!   which one a component exports.
 //! - `deadline`: the per-call deadline (epoch ticks) and the CPU check when a call
 //!   reaches it, so that a plugin is not blamed for a host that starved it of CPU.
 //! - `engine`: wasmtime set up once per host: the engine (pooling allocator, epoch
 //!   interruption, no component-model concurrency), the epoch ticker thread, the linker.
-//! - `imports`: what a plugin sees of the host (`log`, `monotonic-now`, `setting`) and the
-//!   memory cap; no filesystem, no network.
+//! - `imports`: what a plugin sees of the host (`log`, `monotonic-now`, `setting`; a router
+//!   also `metadata`) and the memory cap; no filesystem, no network.
 //! - `state`: the data of one instance's store: the plugin's label, the settings snapshot,
-//!   the memory cap, the deadline check; what the imports, the engine and the glue share.
+//!   the routed message's metadata, the memory cap, the deadline check; what the imports,
+//!   the engine and the glue share.
 //! - [`error`]: every plugin error mapped in one place, each marked with its [`Blame`].
 //! - [`stats`]: counters and the snapshots for `/metrics` and `/v1/support`.
 //! - [`config`]: [`HostConfig`]: deadline, memory cap, failure budget, pool sizes.
@@ -32,6 +35,7 @@
 
 mod authorizer;
 pub mod config;
+mod contract;
 mod deadline;
 mod engine;
 pub mod error;

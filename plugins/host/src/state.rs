@@ -1,6 +1,7 @@
 //! The data of one plugin instance's store: who the plugin is, the settings
-//! snapshot and clock it reads through its imports (`imports.rs`), its memory
-//! cap, and the deadline check of the running call (`deadline.rs`).
+//! snapshot, clock and routed message's metadata it reads through its imports
+//! (`imports.rs`), its memory cap, and the deadline check of the running call
+//! (`deadline.rs`).
 //!
 //! A module of its own so that the modules reading it (the imports, the
 //! deadline callback, the world glue) depend on it and not on each other.
@@ -38,4 +39,43 @@ pub(crate) struct PluginState {
     pub memory_cap: usize,
     /// The running call's deadline and what the check past it found.
     pub deadline: DeadlineCheck,
+    /// What the `message.metadata` import answers from.
+    pub routed: RoutedMetadata,
+}
+
+/// The metadata of the message a router's `route` call is routing, held for
+/// the duration of the call. A copy, because the store outlives the borrowed
+/// request; but into buffers the store keeps from call to call, so that
+/// copying allocates only for more or longer pairs than the store has held.
+#[derive(Debug, Default)]
+pub(crate) struct RoutedMetadata {
+    /// The pairs; those from `len` on are spare buffers.
+    pairs: Vec<(String, String)>,
+    len: usize,
+}
+
+impl RoutedMetadata {
+    /// Holds `metadata` until [`RoutedMetadata::clear`].
+    pub fn hold(&mut self, metadata: &[(String, String)]) {
+        for (i, (name, value)) in metadata.iter().enumerate() {
+            match self.pairs.get_mut(i) {
+                Some(pair) => {
+                    pair.0.clone_from(name);
+                    pair.1.clone_from(value);
+                }
+                None => self.pairs.push((name.clone(), value.clone())),
+            }
+        }
+        self.len = metadata.len();
+    }
+
+    /// Forgets the held metadata (keeping the buffers).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The value of the first pair named `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs[..self.len].iter().find(|(n, _)| n == name).map(|(_, value)| value.as_str())
+    }
 }

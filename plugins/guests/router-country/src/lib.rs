@@ -3,6 +3,12 @@
 //! recipients are hashed (`fnv1a64`, as the default router does) over the
 //! shards that no code is pinned to.
 //!
+//! Pins apply to phone numbers only: a message whose `recipient-type`
+//! metadata says it goes to anything but an `individual` (a group, say) is
+//! hashed like an unpinned number. The plugin reads that metadata through
+//! the host's `message.metadata` import, and only when a prefix matches, so
+//! the other messages cost no import call.
+//!
 //! # Editing the table
 //! Edit [`PINNED`] and rebuild with `plugins/build`. Each entry is a prefix
 //! of the recipient's digits (a country code, without `+` or `00`) and a
@@ -18,8 +24,9 @@ wit_bindgen::generate!({ world: "router", path: "../../../wit" });
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use default_rules::routing::fnv1a64;
-use exports::shardgate::policy::routing::{Guest, Message, RouteAnswer};
+use exports::shardgate::policy::routing::{Guest, MessageKind, RouteAnswer};
 use shardgate::policy::host::{log, Level};
+use shardgate::policy::message::metadata;
 
 /// Country-code prefixes and their dedicated shards.
 const PINNED: &[(&str, u32)] = &[
@@ -38,10 +45,9 @@ static LOGGED: AtomicU32 = AtomicU32::new(0);
 struct CountryRouter;
 
 impl Guest for CountryRouter {
-    fn route(message: Message, shards: u32) -> RouteAnswer {
+    fn route(recipient: String, _kind: MessageKind, shards: u32) -> RouteAnswer {
         let shards = shards.max(1);
-        let recipient = &message.recipient;
-        if let Some(entry) = pinned_entry(recipient, shards) {
+        if let Some(entry) = pinned_entry(&recipient, shards).filter(|_| to_individual()) {
             let (prefix, shard) = PINNED[entry];
             let bit = 1 << entry;
             if LOGGED.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
@@ -49,7 +55,7 @@ impl Guest for CountryRouter {
             }
             return RouteAnswer::Shard(shard);
         }
-        RouteAnswer::Shard(hashed_shard(recipient, shards))
+        RouteAnswer::Shard(hashed_shard(&recipient, shards))
     }
 }
 
@@ -62,6 +68,12 @@ fn pinned_entry(recipient: &str, shards: u32) -> Option<usize> {
         .filter(|(_, &(prefix, shard))| shard < shards && recipient.starts_with(prefix))
         .max_by_key(|(_, &(prefix, _))| prefix.len())
         .map(|(entry, _)| entry)
+}
+
+/// Whether the message goes to a phone number: its `recipient-type` is
+/// `individual`, or it has none (a contact check).
+fn to_individual() -> bool {
+    metadata("recipient-type").is_none_or(|kind| kind == "individual")
 }
 
 /// Whether some entry of [`PINNED`] dedicates `shard`.

@@ -3,13 +3,13 @@
 
 wit_bindgen::generate!({ world: "router", path: "../../../../wit" });
 
-use exports::shardgate::policy::routing::{Guest, Message, RouteAnswer};
+use exports::shardgate::policy::routing::{Guest, MessageKind, RouteAnswer};
 
 /// The component's exports.
 struct Loop;
 
 impl Guest for Loop {
-    fn route(_message: Message, _shards: u32) -> RouteAnswer {
+    fn route(_recipient: String, _kind: MessageKind, _shards: u32) -> RouteAnswer {
         #[allow(clippy::empty_loop)]
         loop {}
     }

@@ -3,13 +3,13 @@
 
 wit_bindgen::generate!({ world: "router", path: "../../../../wit" });
 
-use exports::shardgate::policy::routing::{Guest, Message, RouteAnswer};
+use exports::shardgate::policy::routing::{Guest, MessageKind, RouteAnswer};
 
 /// The component's exports.
 struct MemBomb;
 
 impl Guest for MemBomb {
-    fn route(_message: Message, _shards: u32) -> RouteAnswer {
+    fn route(_recipient: String, _kind: MessageKind, _shards: u32) -> RouteAnswer {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
             // 1 MiB at a time, written so that it is really committed;

@@ -3,14 +3,14 @@
 
 wit_bindgen::generate!({ world: "router", path: "../../../../wit" });
 
-use exports::shardgate::policy::routing::{Guest, Message, RouteAnswer};
+use exports::shardgate::policy::routing::{Guest, MessageKind, RouteAnswer};
 
 /// The component's exports.
 struct Trap;
 
 impl Guest for Trap {
-    fn route(message: Message, _shards: u32) -> RouteAnswer {
-        panic!("hostile-trap refuses to route {}", message.recipient)
+    fn route(recipient: String, _kind: MessageKind, _shards: u32) -> RouteAnswer {
+        panic!("hostile-trap refuses to route {}", recipient)
     }
 }
 
