@@ -41,6 +41,12 @@ pub struct SendWindow {
     put_back_at: Option<Instant>,
 }
 
+impl Default for SendWindow {
+    fn default() -> Self {
+        SendWindow::new()
+    }
+}
+
 impl SendWindow {
     /// The window of a new session: what its epoch had out goes back first.
     pub fn new() -> SendWindow {
