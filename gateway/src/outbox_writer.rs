@@ -1,5 +1,5 @@
 //! Group commit of accepted messages. `POST /v1/messages` hands its row to
-//! the node's one writer task and waits; the writer stores everything that
+//! the node's writer task and waits; the writer stores everything that
 //! arrived while its previous commit was in flight in one transaction
 //! (multi-row inserts, one fsync), then answers each request. A request is
 //! answered only after the commit that holds its row, so the API still
@@ -8,19 +8,29 @@
 //!
 //! Rows keep their arrival order in the transaction, so `seq` follows it: a
 //! message sent after another was answered is always stored after it.
+//! On PostgreSQL and MariaDB [`SERVER_WRITERS`] writers share the queue, so
+//! that the next batch is written while the last one waits for its fsync
+//! (the server groups their flushes too); batches in flight together hold
+//! only requests none of which was answered yet, so the order above holds.
+//! SQLite has one writer: its transactions take turns anyway.
+//!
 //! The queue is bounded: when the database falls behind, requests wait for a
 //! place (the server bounds how many requests there are) instead of piling
 //! up in memory.
 
 use crate::error::{ApiError, ErrorKind};
+use shardgate_core::config::DbEngine;
 use shardgate_core::store::messages::NewMessage;
 use shardgate_core::store::Store;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
-/// Requests waiting for the writer, at most.
+/// Requests waiting for a writer, at most.
 const QUEUE: usize = 4096;
 /// Rows stored in one transaction, at most.
 const MAX_BATCH: usize = 512;
+/// Writers (transactions in flight at once) on a database server.
+const SERVER_WRITERS: usize = 4;
 
 /// How a batch ended.
 #[derive(Debug, Clone)]
@@ -48,10 +58,14 @@ pub struct OutboxWriter {
 }
 
 impl OutboxWriter {
-    /// Starts the writer of `store` on the current runtime.
+    /// Starts the writers of `store` on the current runtime.
     pub fn start(store: Store) -> OutboxWriter {
         let (queue, submissions) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(store, submissions));
+        let submissions = Arc::new(Mutex::new(submissions));
+        let writers = if store.engine() == DbEngine::Sqlite { 1 } else { SERVER_WRITERS };
+        for _ in 0..writers {
+            tokio::spawn(write_batches(store.clone(), submissions.clone()));
+        }
         OutboxWriter { queue }
     }
 
@@ -72,18 +86,22 @@ impl OutboxWriter {
     }
 }
 
-/// The writer task: one transaction per batch of whatever is queued.
-async fn write_batches(store: Store, mut submissions: mpsc::Receiver<Submission>) {
+/// A writer task: one transaction per batch of whatever is queued. The
+/// queue is held only while a batch is taken, not while it is written.
+async fn write_batches(store: Store, submissions: Arc<Mutex<mpsc::Receiver<Submission>>>) {
     let mut batch: Vec<Submission> = Vec::with_capacity(MAX_BATCH);
     loop {
-        if batch.is_empty() {
-            if submissions.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return;
-            }
-        } else {
-            while batch.len() < MAX_BATCH {
-                let Ok(next) = submissions.try_recv() else { break };
-                batch.push(next);
+        {
+            let mut submissions = submissions.lock().await;
+            if batch.is_empty() {
+                if submissions.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                    return;
+                }
+            } else {
+                while batch.len() < MAX_BATCH {
+                    let Ok(next) = submissions.try_recv() else { break };
+                    batch.push(next);
+                }
             }
         }
         // One shard count per transaction, the count the stored one is

@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 const OWNER_CACHE_TTL: Duration = Duration::from_millis(200);
 /// How long a wake call may take before it is given up.
 const WAKE_TIMEOUT: Duration = Duration::from_millis(200);
+/// Shortest time between two wakes of one shard's owner. Under load the
+/// owner is busy sending and finds new rows without being told; waking it
+/// for every message would cost a control call per message on both nodes.
+/// A message arriving at an idle owner is still woken for at once.
+const WAKE_SPACING: Duration = Duration::from_millis(5);
 /// How long a read shard count routes messages before it is read again.
 /// Safe at any length: the outbox writer checks the count a message was
 /// routed over against the stored one in the transaction that stores it.
@@ -135,7 +140,9 @@ impl ShardRouter {
         let router = self.clone();
         tokio::spawn(async move {
             loop {
+                let woken = Instant::now();
                 router.wake_once(shard).await;
+                tokio::time::sleep_until((woken + WAKE_SPACING).into()).await;
                 let mut wakes = router.wakes.lock().expect("wake table lock");
                 let state = wakes.get_mut(&shard).expect("in-flight wake is registered");
                 if state.again {
