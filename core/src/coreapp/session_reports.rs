@@ -65,8 +65,8 @@ impl SessionReports {
         }
     }
 
-    /// Takes the events already queued, without waiting; false when the
-    /// session closed.
+    /// Takes the next event if one is already queued, without waiting (the
+    /// rest wait for the next round); false when the session closed.
     pub fn absorb_ready(&mut self, shard: u32, session: &mut UpstreamSession) -> bool {
         match session.events.try_recv() {
             Ok(event) => self.absorb(shard, Some(event), session),
