@@ -12,7 +12,7 @@
 #[path = "../tests/harness/mod.rs"]
 mod harness;
 
-use bench_report::{median, provenance, Machine, Section};
+use bench_report::{command_line, median, percentile, provenance, Machine, Section};
 use clap::Parser;
 use harness::webhook_receiver::WebhookReceiver;
 use harness::{load, start, ClusterSpec};
@@ -67,19 +67,14 @@ struct Figures {
     max: f64,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).copied().unwrap_or(f64::NAN)
-}
-
 fn figures(status: &'static str, mut latencies: Vec<f64>) -> Figures {
     latencies.sort_by(f64::total_cmp);
     Figures {
         status,
         count: latencies.len(),
         p50: median(latencies.clone()).unwrap_or(f64::NAN),
-        p90: percentile(&latencies, 0.90),
-        p99: percentile(&latencies, 0.99),
+        p90: percentile(&latencies, 0.90).unwrap_or(f64::NAN),
+        p99: percentile(&latencies, 0.99).unwrap_or(f64::NAN),
         max: latencies.last().copied().unwrap_or(f64::NAN),
     }
 }
@@ -151,12 +146,7 @@ async fn main() {
     if options.no_write {
         return;
     }
-    let given: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let command = if given.is_empty() {
-        "cargo bench --bench callbacks".to_string()
-    } else {
-        format!("cargo bench --bench callbacks -- {}", given.join(" "))
-    };
+    let command = command_line("callbacks");
     let mut section = Section::new("callbacks", "Callback latency", "benches/callbacks.rs");
     let _ = writeln!(
         section,

@@ -90,16 +90,6 @@ fn run_count(value: &str) -> Result<usize, String> {
     }
 }
 
-/// The command as given, for BENCHMARKS.md (without the `--bench` cargo adds).
-fn command_line() -> String {
-    let given: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    if given.is_empty() {
-        "cargo bench --bench failover".to_string()
-    } else {
-        format!("cargo bench --bench failover -- {}", given.join(" "))
-    }
-}
-
 fn scenarios(options: &Options) -> Vec<Scenario> {
     let fast = |engine| ClusterSpec::fast(engine);
     let defaults = |engine| ClusterSpec {
@@ -152,7 +142,7 @@ async fn main() {
     println!("\n{}", summary_table(&summaries));
     println!("bench took {:.0} s", took.as_secs_f64());
     if !options.no_write {
-        section(&command_line(), &machine, &results, &summaries, took).write();
+        section(&bench_report::command_line("failover"), &machine, &results, &summaries, took).write();
     }
 }
 

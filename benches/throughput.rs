@@ -30,7 +30,7 @@ mod load;
 #[path = "throughput/procstat.rs"]
 mod procstat;
 
-use bench_report::{provenance, Machine, Section};
+use bench_report::{command_line, provenance, Machine, Section};
 use clap::Parser;
 use harness::{start, Cluster, ClusterSpec};
 use load::{Outcome, Target};
@@ -296,12 +296,7 @@ async fn main() {
     if options.no_write {
         return;
     }
-    let given: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let command = if given.is_empty() {
-        "cargo bench --bench throughput".to_string()
-    } else {
-        format!("cargo bench --bench throughput -- {}", given.join(" "))
-    };
+    let command = command_line("throughput");
     let mut section = Section::new("throughput", "Throughput", "benches/throughput.rs");
     let _ = writeln!(
         section,

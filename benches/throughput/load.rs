@@ -48,8 +48,7 @@ impl Outcome {
     /// The `p`-quantile of the latencies, in milliseconds.
     pub fn quantile_ms(&mut self, p: f64) -> f64 {
         self.latencies_us.sort_unstable();
-        let Some(last) = self.latencies_us.len().checked_sub(1) else { return f64::NAN };
-        self.latencies_us[((last as f64) * p).round() as usize] as f64 / 1000.0
+        bench_report::percentile(&self.latencies_us, p).map_or(f64::NAN, |us| us as f64 / 1000.0)
     }
 
     fn absorb(&mut self, other: Outcome) {

@@ -58,6 +58,24 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
     (n > 0).then(|| (values[(n - 1) / 2] + values[n / 2]) / 2.0)
 }
 
+/// The `p`-quantile of `sorted` (ascending): the value at the rounded rank
+/// `(len - 1) * p`; `None` if there are no values.
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let last = sorted.len().checked_sub(1)?;
+    sorted.get(((last as f64) * p).round() as usize).copied()
+}
+
+/// The command that ran bench `bench`, as given (without the `--bench`
+/// cargo adds), for its section of `BENCHMARKS.md`.
+pub fn command_line(bench: &str) -> String {
+    let given: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    if given.is_empty() {
+        format!("cargo bench --bench {bench}")
+    } else {
+        format!("cargo bench --bench {bench} -- {}", given.join(" "))
+    }
+}
+
 /// What a run measured on: the figures depend on it, and the machine is shared.
 #[derive(Debug, Clone)]
 pub struct Machine {

@@ -8,7 +8,7 @@ mod common;
 
 use shardgate_core::policy::{
     AuthRequest, AuthorizationPolicy, HashRouter, HealthObservations, HealthPolicy, IntervalHealth, OnPremAuthorizer,
-    Principal, Route, RouteRequest, RoutingPolicy, UserRole,
+    Route, RouteRequest, RoutingPolicy,
 };
 use shardgate_plugins::PluginKind;
 
@@ -56,12 +56,7 @@ fn authorizer_and_health_policy_built_for_contract_0_1_answer_like_the_native_ru
     host.load(PluginKind::HealthPolicy, "health-v0-1", "0.1.0", &common::test_component("health-v0-1")).unwrap();
 
     let authorizer = host.authorizer();
-    let principals = [
-        Principal::Anonymous,
-        Principal::ApiKey,
-        Principal::User { name: "ana".into(), role: UserRole::User },
-        Principal::User { name: "root".into(), role: UserRole::Admin },
-    ];
+    let principals = common::principals();
     for principal in &principals {
         for path in ["/v1/users/login", "/v1/health", "/v1/messages", "/v1/settings/application", "/v1/plugins"] {
             let request = AuthRequest {

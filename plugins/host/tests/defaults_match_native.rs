@@ -5,7 +5,7 @@ mod common;
 
 use shardgate_core::policy::{
     AuthRequest, AuthorizationPolicy, HashRouter, HealthObservations, HealthPolicy, IntervalHealth, OnPremAuthorizer,
-    Principal, RouteRequest, RoutingPolicy, UserRole,
+    RouteRequest, RoutingPolicy,
 };
 
 fn recipients() -> Vec<String> {
@@ -44,12 +44,7 @@ fn default_router_component_routes_every_recipient_like_hash_router() {
 fn default_authorizer_component_decides_like_on_prem_authorizer() {
     let host = common::host();
     let authorizer = host.authorizer();
-    let principals = [
-        Principal::Anonymous,
-        Principal::ApiKey,
-        Principal::User { name: "ana".into(), role: UserRole::User },
-        Principal::User { name: "root".into(), role: UserRole::Admin },
-    ];
+    let principals = common::principals();
     let paths = [
         "/v1/users/login",
         "/v1/users/login/x",

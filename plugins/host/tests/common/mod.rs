@@ -4,7 +4,19 @@
 use std::path::PathBuf;
 use std::sync::Once;
 
+use shardgate_core::policy::{Principal, UserRole};
+
 use shardgate_plugins::{HostConfig, PluginHost};
+
+/// One caller of each kind the authorizer tells apart.
+pub fn principals() -> [Principal; 4] {
+    [
+        Principal::Anonymous,
+        Principal::ApiKey,
+        Principal::User { name: "ana".into(), role: UserRole::User },
+        Principal::User { name: "root".into(), role: UserRole::Admin },
+    ]
+}
 
 /// Bytes of `plugins/components/<name>.wasm` (the defaults and examples).
 pub fn component(name: &str) -> Vec<u8> {
