@@ -4,9 +4,11 @@
 //! - `upstream-sim`: the strict upstream simulator that judges correctness;
 //! - `dev`: a whole cluster on this machine, on the embedded SQLite database;
 //! - `status`: the cluster as one table, read from the database;
-//! - `webhook-echo`: a tiny webhook receiver that prints each callback.
+//! - `webhook-echo`: a tiny webhook receiver that prints each callback;
+//! - `healthcheck`: a container's probe of its own node.
 
 mod dev;
+mod healthcheck;
 mod status;
 mod webhook_echo;
 
@@ -40,6 +42,8 @@ enum Command {
     Status(status::StatusConfig),
     /// Receive webhooks: print each callback as one JSON line, answer 200.
     WebhookEcho(webhook_echo::WebhookEchoConfig),
+    /// Probe this container's own node (the role of PID 1); exit 0 when healthy.
+    Healthcheck(healthcheck::HealthcheckConfig),
 }
 
 /// Where a node finds plugins of its own (see `shardgate::plugin_sync`).
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
             Command::Dev(c) => dev::run(c).await,
             Command::Status(c) => status::run(c).await,
             Command::WebhookEcho(c) => webhook_echo::run(c).await,
+            Command::Healthcheck(c) => healthcheck::run(c).await,
         }
     });
     match result {

@@ -93,14 +93,26 @@ fn every_variable_a_service_sets_is_read_by_its_role_or_documented_as_ignored() 
     }
 }
 
+/// Variables the compose files read for what only Shardgate's development
+/// file has (the simulator standing in for the network), none of them an
+/// official name or one the binary reads; each is documented in compose/README.md.
+const COMPOSE_ONLY_VARIABLES: [&str; 1] = ["EXTERNAL_SIM_PORT"];
+
 #[test]
 fn every_interpolated_variable_is_an_official_compose_variable_or_one_the_binary_reads() {
     let read_somewhere: BTreeSet<String> = roles().values().flat_map(Role::env_names).collect();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/README.md"))
+        .expect("compose/README.md");
+    for name in COMPOSE_ONLY_VARIABLES {
+        assert!(readme.contains(&format!("`{name}`")), "compose/README.md documents {name}");
+    }
     for file in COMPOSE_FILES {
         for text in strings(&raw_compose(file)) {
             for var in interpolations(&text) {
                 assert!(
-                    IGNORED_OFFICIAL_ENV.contains(&var.name.as_str()) || read_somewhere.contains(&var.name),
+                    IGNORED_OFFICIAL_ENV.contains(&var.name.as_str())
+                        || read_somewhere.contains(&var.name)
+                        || COMPOSE_ONLY_VARIABLES.contains(&var.name.as_str()),
                     "{file}: ${{{}}} in {text:?} is neither an official compose variable nor one shardgate reads",
                     var.name
                 );
@@ -342,7 +354,11 @@ fn official_role_variables_are_set_as_in_the_official_files() {
 #[test]
 fn every_node_mounts_the_shared_media_volume_at_usr_local_wamedia() {
     let dockerfile = Dockerfile::read();
-    assert!(dockerfile.volumes.iter().any(|v| v == MEDIA_DIR), "the image declares VOLUME {MEDIA_DIR}");
+    assert!(
+        dockerfile.volumes.is_empty(),
+        "the image declares no VOLUME (each container not mounting it would leave an anonymous volume behind \
+         every `down`); the files mount {MEDIA_DIR}"
+    );
     for file in COMPOSE_FILES {
         let mut sources = BTreeSet::new();
         for service in shardgate_services(file).iter().filter(|s| s.role() != "upstream-sim") {
@@ -393,6 +409,19 @@ fn db_env_sets_only_database_variables_the_binary_reads_and_matches_the_dev_data
         let depends = service.value.get("depends_on").map(|d| serde_yaml::to_string(d).unwrap()).unwrap_or_default();
         assert!(depends.contains(&db.name), "{}: start after the database ({})", service.label(), db.name);
     }
+}
+
+#[test]
+fn the_postgresql_db_env_sets_what_db_env_sets_for_pgsql() {
+    let (mysql, postgres) = (env_file("db.env"), env_file("db.postgres.env"));
+    assert_eq!(
+        mysql.keys().collect::<Vec<_>>(),
+        postgres.keys().collect::<Vec<_>>(),
+        "db.postgres.env is db.env for PostgreSQL: the same variables"
+    );
+    let engine: DbEngine = postgres["WA_DB_ENGINE"].parse().expect("WA_DB_ENGINE parses");
+    assert_eq!(engine, DbEngine::Postgres, "db.postgres.env: WA_DB_ENGINE names PostgreSQL");
+    assert_eq!(postgres["WA_DB_PORT"], "5432", "db.postgres.env: PostgreSQL's port");
 }
 
 #[test]

@@ -39,6 +39,10 @@ pub struct NodeStatus {
     pub gateway_status: String,
     /// Shardgate version.
     pub version: String,
+    /// Tag of the container image it runs in, if any (absent from nodes
+    /// older than this field).
+    #[serde(default)]
+    pub image_version: Option<String>,
     /// OS process id.
     pub pid: u32,
     /// Shards held (coreapps).

@@ -260,6 +260,7 @@ mod tests {
             role: "coreapp".into(),
             gateway_status: "connected".into(),
             version: crate::VERSION.into(),
+            image_version: None,
             pid: 1,
             shards: Vec::new(),
             master_epoch: None,

@@ -39,3 +39,12 @@ pub mod upstream;
 
 /// This build's version, reported by every node.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The variable the image sets to the tag it was built as (`WA_API_VERSION`).
+pub const IMAGE_VERSION_ENV: &str = "SHARDGATE_IMAGE_VERSION";
+
+/// The tag of the container image this node runs in, if it runs in one: during
+/// a rolling upgrade it tells which nodes already run the new image.
+pub fn image_version() -> Option<String> {
+    std::env::var(IMAGE_VERSION_ENV).ok().filter(|v| !v.is_empty())
+}

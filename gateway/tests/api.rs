@@ -556,6 +556,7 @@ async fn support_reports_each_node_as_it_answers_and_a_down_node_as_unreachable(
         json!([{"shard": 1, "epoch": 3, "session_open": true, "session_down_ms": 0, "frames_skipped": 0}])
     );
     assert_eq!((live["version"].as_str(), live["pid"].as_i64()), (Some("9.9.9"), Some(4242)));
+    assert_eq!(live["image_version"], "9.9.9-1", "the image tag the node reports: {live}");
     assert_eq!(live["settings_version"], 7);
     let dead = node("master-b");
     assert_eq!(dead["reachable"], false);

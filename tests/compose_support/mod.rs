@@ -66,7 +66,8 @@ pub struct Role {
 }
 
 impl Role {
-    fn from_help(name: &str) -> Role {
+    /// The subcommand `name` as its `--help` describes it.
+    pub fn from_help(name: &str) -> Role {
         let help = shardgate_stdout(&[name, "--help"]);
         let mut blocks: Vec<String> = Vec::new();
         for line in help.lines().skip_while(|l| !l.starts_with("Options:")).skip(1) {
@@ -509,7 +510,17 @@ impl Dockerfile {
         let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
         let froms: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].starts_with("FROM ")).collect();
         assert!(froms.len() >= 2, "compose/Dockerfile must be multi-stage (a builder and a runtime stage)");
-        let image_of = |i: usize| lines[i].split_whitespace().nth(1).expect("FROM image").to_string();
+        // `ARG NAME=default` before the first FROM may name a stage's image.
+        let global_args: Vec<(String, String)> = lines[..froms[0]]
+            .iter()
+            .filter_map(|l| l.strip_prefix("ARG "))
+            .filter_map(|a| a.split_once('='))
+            .map(|(name, default)| (format!("${{{}}}", name.trim()), default.trim().to_string()))
+            .collect();
+        let image_of = |i: usize| {
+            let image = lines[i].split_whitespace().nth(1).expect("FROM image");
+            global_args.iter().fold(image.to_string(), |image, (name, default)| image.replace(name, default))
+        };
         let last = *froms.last().unwrap();
         let build = &lines[froms[0]..last];
         let runtime = &lines[last..];

@@ -37,9 +37,34 @@ pub struct Record {
 pub struct LoadReport {
     /// Every request in the order they were answered.
     pub records: Vec<Record>,
+    /// When the load started: the origin of the records' times.
+    pub started: Option<Instant>,
 }
 
 impl LoadReport {
+    /// One report of several loads run one after another against the same
+    /// sim, their records' times moved to the first load's origin, so that
+    /// the checks judge everything the sim holds.
+    pub fn merged(reports: &[LoadReport]) -> LoadReport {
+        let origin = reports.iter().filter_map(|r| r.started).min();
+        let mut records: Vec<Record> = reports
+            .iter()
+            .flat_map(|report| {
+                let shift = match (report.started, origin) {
+                    (Some(started), Some(origin)) => started - origin,
+                    _ => Duration::ZERO,
+                };
+                report.records.iter().map(move |r| Record {
+                    sent_at: r.sent_at + shift,
+                    answered_at: r.answered_at + shift,
+                    ..r.clone()
+                })
+            })
+            .collect();
+        records.sort_by_key(|r| r.answered_at);
+        LoadReport { records, started: origin }
+    }
+
     /// Ids of acknowledged messages.
     pub fn acked_ids(&self) -> Vec<String> {
         self.records
@@ -140,6 +165,6 @@ impl Load {
             records.extend(task.await.expect("load task"));
         }
         records.sort_by_key(|r| r.answered_at);
-        LoadReport { records }
+        LoadReport { records, started: Some(self.started) }
     }
 }

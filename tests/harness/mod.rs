@@ -12,6 +12,7 @@
 pub mod load;
 pub mod netns;
 pub mod proxy;
+pub mod sim;
 pub mod webhook_receiver;
 
 use serde_json::{json, Value};
@@ -250,11 +251,15 @@ pub fn node_env(secret: &str, dir: &Path) -> Vec<(String, String)> {
 }
 
 /// Sets the admin password on first login and returns a bearer token.
-async fn login(http: &reqwest::Client, api: &str) -> String {
+/// The password the first login gives the admin.
+pub const ADMIN_PASSWORD: &str = "Sh4rdgate!pass";
+
+/// The admin's first login, which sets its password to [`ADMIN_PASSWORD`]; the token.
+pub async fn login(http: &reqwest::Client, api: &str) -> String {
     let response = http
         .post(format!("{api}/v1/users/login"))
         .basic_auth("admin", Some("secret"))
-        .json(&json!({"new_password": "Sh4rdgate!pass"}))
+        .json(&json!({"new_password": ADMIN_PASSWORD}))
         .send()
         .await
         .expect("login");
@@ -428,96 +433,49 @@ impl Cluster {
         body["messages"][0]["id"].as_str().unwrap_or_else(|| panic!("no id in {body}")).to_string()
     }
 
+    /// The sim's inspection API, judged as the failover suites judge it.
+    pub fn sim_inspector(&self) -> sim::SimInspector {
+        sim::SimInspector::new(self.http.clone(), self.sim_api.clone()).with_logs_hint(self.logs_hint())
+    }
+
     /// A POST on the sim's inspection API.
     pub async fn sim_post(&self, path: &str, body: Value) -> Value {
-        let response = self.http.post(format!("{}{path}", self.sim_api)).json(&body).send().await.expect("sim");
-        assert!(response.status().is_success(), "sim {path} refused {body}: {}", response.status());
-        response.json().await.expect("sim json")
+        self.sim_inspector().post(path, body).await
     }
 
     /// `GET /sim/stats`.
     pub async fn sim_stats(&self) -> Value {
-        self.sim_get("/sim/stats").await
+        self.sim_inspector().stats().await
     }
 
     /// A GET on the sim's inspection API.
     pub async fn sim_get(&self, path: &str) -> Value {
-        self.http.get(format!("{}{path}", self.sim_api)).send().await.expect("sim").json().await.expect("sim json")
+        self.sim_inspector().get(path).await
     }
 
     /// Waits until every id in `acked` was delivered by the sim.
     pub async fn wait_delivered(&self, acked: &[String], timeout: Duration) {
-        wait_for(&format!("delivery of all {} acknowledged messages", acked.len()), timeout, || async {
-            let delivered = self.delivery_counts().await;
-            acked.iter().all(|id| delivered.contains_key(id)).then_some(())
-        })
-        .await
+        self.sim_inspector().wait_delivered(acked, timeout).await
     }
 
     /// Waits until the sim has delivered `n` more messages than `from`; returns the count.
     pub async fn wait_more_deliveries(&self, from: u64, n: u64) -> u64 {
-        wait_for(&format!("{n} more deliveries"), Duration::from_secs(20), || async {
-            let unique = self.sim_stats().await["unique_messages"].as_u64()?;
-            (unique >= from + n).then_some(unique)
-        })
-        .await
+        self.sim_inspector().wait_more_deliveries(from, n).await
     }
 
     /// How many times the sim delivered each id.
     pub async fn delivery_counts(&self) -> HashMap<String, u64> {
-        let messages = self.sim_get("/sim/messages").await;
-        let mut counts = HashMap::new();
-        for m in messages["messages"].as_array().into_iter().flatten() {
-            if m["delivered"].as_bool() == Some(true) {
-                *counts.entry(m["id"].as_str().unwrap_or_default().to_string()).or_insert(0) += 1;
-            }
-        }
-        counts
+        self.sim_inspector().delivery_counts().await
     }
 
-    /// No conflict, no ban, every acknowledged message delivered exactly once,
-    /// and nothing delivered that nobody was told was accepted.
+    /// See [`sim::SimInspector::assert_exactly_once`].
     pub async fn assert_exactly_once(&self, load: &load::LoadReport) {
-        let stats = self.sim_stats().await;
-        assert_eq!(stats["conflicts"], 0, "upstream conflicts: {stats}\n{}", self.logs_hint());
-        assert_eq!(stats["bans"], 0, "bans: {stats}");
-        assert_eq!(stats["duplicate_deliveries"], 0, "duplicate deliveries: {stats}");
-        let counts = self.delivery_counts().await;
-        for id in load.acked_ids() {
-            assert_eq!(
-                counts.get(&id).copied().unwrap_or(0),
-                1,
-                "acknowledged message {id} delivered {:?} times",
-                counts.get(&id)
-            );
-        }
-        let acked: std::collections::HashSet<String> = load.acked_ids().into_iter().collect();
-        // A request whose answer was lost may have been stored and delivered;
-        // without such requests, nothing but acknowledged messages may arrive.
-        if load.unknown_outcomes() == 0 {
-            for id in counts.keys() {
-                assert!(acked.contains(id), "delivered a message nobody was told was accepted: {id}");
-            }
-        }
+        self.sim_inspector().assert_exactly_once(load).await
     }
 
-    /// Invariants I2 and I3 as the sim judges them: no conflict, no ban, every
-    /// acknowledged message delivered exactly once, nothing unknown delivered,
-    /// and each recipient's messages delivered in the order they were acknowledged.
+    /// See [`sim::SimInspector::assert_exactly_once_in_order`].
     pub async fn assert_exactly_once_in_order(&self, load: &load::LoadReport) {
-        self.assert_exactly_once(load).await;
-        let acked: std::collections::HashSet<String> = load.acked_ids().into_iter().collect();
-        let deliveries = self.sim_get("/sim/deliveries").await;
-        for (to, expected) in load.acked_by_recipient() {
-            let got: Vec<String> = deliveries["deliveries"][&to]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .filter(|id| acked.contains(id))
-                .collect();
-            assert_eq!(got, expected, "delivery order to {to}");
-        }
+        self.sim_inspector().assert_exactly_once_in_order(load).await
     }
 
     /// Where the node logs are, for failure messages.

@@ -97,6 +97,7 @@ impl CoreappNode {
             role: "coreapp".into(),
             gateway_status: if connected { "connected" } else { "disconnected" }.into(),
             version: crate::VERSION.into(),
+            image_version: crate::image_version(),
             pid: std::process::id(),
             shards,
             master_epoch: None,

@@ -104,6 +104,7 @@ impl MasterNode {
             role: role_name.into(),
             gateway_status: if self.db_ok.load(Ordering::Relaxed) { "connected" } else { "disconnected" }.into(),
             version: crate::VERSION.into(),
+            image_version: crate::image_version(),
             pid: std::process::id(),
             shards: Vec::new(),
             master_epoch,

@@ -21,6 +21,7 @@ pub async fn support(State(state): State<AppState>, _caller: Caller) -> Result<J
             webapp: WebappSupport {
                 node_id: state.node_id.to_string(),
                 version: shardgate_core::VERSION,
+                image_version: shardgate_core::image_version(),
                 pid: std::process::id(),
             },
             plugins: state.plugins.plugins().into_iter().map(PluginView::from).collect(),
@@ -64,6 +65,8 @@ pub struct NodeSupport {
     pub master_epoch: Option<i64>,
     /// Shardgate version.
     pub version: String,
+    /// Tag of the container image it runs in; unknown when it did not answer.
+    pub image_version: Option<String>,
     /// OS process id.
     pub pid: i64,
     /// Settings version in force on it.
@@ -89,6 +92,7 @@ impl From<NodeView> for NodeSupport {
                 shards: status.shards,
                 master_epoch: status.master_epoch,
                 version: status.version,
+                image_version: status.image_version,
                 pid: i64::from(status.pid),
                 settings_version: Some(status.settings_version),
                 uptime_s: Some(status.uptime_s),
@@ -103,6 +107,7 @@ impl From<NodeView> for NodeSupport {
                 shards: Vec::new(),
                 master_epoch: None,
                 version: record.version,
+                image_version: None,
                 pid: record.pid,
                 settings_version: None,
                 uptime_s: None,
@@ -120,6 +125,8 @@ pub struct WebappSupport {
     pub node_id: String,
     /// Shardgate version.
     pub version: &'static str,
+    /// Tag of the container image it runs in, if any.
+    pub image_version: Option<String>,
     /// OS process id.
     pub pid: u32,
 }

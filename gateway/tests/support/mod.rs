@@ -155,6 +155,7 @@ pub fn coreapp_status(node_id: &str) -> NodeStatus {
         role: "coreapp".into(),
         gateway_status: "connected".into(),
         version: "9.9.9".into(),
+        image_version: Some("9.9.9-1".into()),
         pid: 4242,
         shards: vec![HeldShard { shard: 1, epoch: 3, session_open: true, session_down_ms: 0, frames_skipped: 0 }],
         master_epoch: None,
