@@ -15,9 +15,9 @@
 
 use shardgate_core::control::ControlClient;
 use shardgate_core::control_auth::ClusterSecretArgs;
+use shardgate_gateway::node_health::rest_api_status_line;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The roles a container can run, as their subcommands are named.
@@ -103,10 +103,7 @@ fn local(listen: SocketAddr) -> SocketAddr {
 /// The status line of the webapp's answer to an unauthenticated health call.
 async fn http_status_line(addr: SocketAddr) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect(addr).await?;
-    stream.write_all(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
-    let mut head = [0u8; 64];
-    let read = stream.read(&mut head).await?;
-    let line = String::from_utf8_lossy(&head[..read]).lines().next().unwrap_or_default().to_string();
+    let line = rest_api_status_line(&mut stream).await?;
     anyhow::ensure!(line.starts_with("HTTP/1."), "the REST API answered no HTTP ({line:?})");
     Ok(line)
 }

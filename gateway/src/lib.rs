@@ -14,6 +14,8 @@
 //! - [`token_cache`]: the users of bearer tokens seen in the last second.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`cluster_view`]: the fan-out to every node's control API (health, support).
+//! - [`node_health`]: what is really the case with each node (healthy, gone,
+//!   unreachable, paused, stale), for `/v1/health` and `shardgate status`.
 //! - [`extract`]: the JSON body extractor that turns bad bodies into on-prem errors.
 //! - [`request_head`]: the URI and header size limits, refused in the on-prem format.
 //! - [`login_limits`]: the login budgets per client address and per user name.
@@ -46,6 +48,7 @@ pub mod error;
 pub mod extract;
 pub mod login_limits;
 pub mod metrics;
+pub mod node_health;
 pub mod outbox_writer;
 pub mod request_head;
 pub mod routing;

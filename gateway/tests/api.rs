@@ -513,7 +513,7 @@ async fn user_role_cannot_read_or_change_settings() {
 // ---------------------------------------------------------------- cluster view
 
 #[tokio::test]
-async fn health_lists_a_node_whose_control_api_is_down_as_unreachable() {
+async fn health_lists_a_node_whose_control_port_refuses_as_gone() {
     let webapp = Webapp::start().await;
     let token = webapp.admin_token().await;
     let (live_addr, _) = fake_control_api(coreapp_status("core-a")).await;
@@ -529,7 +529,7 @@ async fn health_lists_a_node_whose_control_api_is_down_as_unreachable() {
         body["health"],
         json!({
             live_addr: {"gateway_status": "connected", "role": "coreapp"},
-            dead_addr: {"gateway_status": "unreachable", "role": "master"},
+            dead_addr: {"gateway_status": "gone", "role": "master"},
         })
     );
     assert_eq!(body["meta"]["api_status"], "stable");

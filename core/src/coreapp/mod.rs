@@ -189,7 +189,7 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
 }
 
 /// DB-based monitoring: a liveness write every `db_update_interval`.
-async fn write_liveness(store: Store, identity: NodeIdentity, settings: LiveSettings) {
+async fn write_liveness(store: Store, identity: NodeIdentity, mut settings: LiveSettings) {
     loop {
         match store.touch_node(&identity.node_id, &identity.instance_id).await {
             Ok(true) => {}
@@ -198,7 +198,12 @@ async fn write_liveness(store: Store, identity: NodeIdentity, settings: LiveSett
             }
             Err(e) => tracing::warn!("cannot write liveness: {e}"),
         }
-        tokio::time::sleep(settings.timing().db_update).await;
+        // A shorter db_update_interval takes effect at once: the masters judge
+        // this node by the new one from the moment they see it.
+        tokio::select! {
+            _ = tokio::time::sleep(settings.timing().db_update) => {}
+            _ = settings.changed() => {}
+        }
     }
 }
 

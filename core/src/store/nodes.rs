@@ -83,6 +83,38 @@ impl Store {
         self.changed_one_row(sqlx::query(&sql).bind(node_id).bind(instance_id)).await
     }
 
+    /// Deletes the record of a node gone for good, with the heartbeat
+    /// observations of it and by it; true when it was deleted.
+    ///
+    /// The record goes only as the caller read it (`last_seen` unchanged) and
+    /// only while the node neither owns a shard row nor holds the master
+    /// lease, checked in the same statement: a node that came back or was
+    /// given a shard meanwhile is kept. No node loop re-registers after its
+    /// record is deleted, so deleting a live node would hide it until it restarts.
+    pub async fn remove_node(&self, node_id: &str, last_seen: i64) -> StoreResult<bool> {
+        let mut tx = self.pool().begin().await?;
+        let delete = self.sql(
+            "DELETE FROM nodes WHERE node_id = ? AND last_seen = ? \
+             AND NOT EXISTS (SELECT 1 FROM shard_map WHERE owner = ?) \
+             AND NOT EXISTS (SELECT 1 FROM master_lease WHERE holder = ?)",
+        );
+        let deleted = sqlx::query(&delete)
+            .bind(node_id)
+            .bind(last_seen)
+            .bind(node_id)
+            .bind(node_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(false);
+        }
+        let observations = self.sql("DELETE FROM heartbeat_observations WHERE node_id = ? OR master_id = ?");
+        sqlx::query(&observations).bind(node_id).bind(node_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Every registered node and the database clock.
     pub async fn nodes(&self) -> StoreResult<(i64, Vec<NodeRecord>)> {
         let now = self.now_ms().await?;

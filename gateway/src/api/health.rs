@@ -1,14 +1,18 @@
 //! `GET /v1/health`: the cluster-shaped on-prem health, one entry per master
 //! and coreapp keyed by its control address, from the nodes' own answers.
 //!
-//! A node that does not answer within the timeout is listed with
-//! `"gateway_status":"unreachable"` and the role it registered with
-//! (`master` or `coreapp`): without an answer, whether a master is primary
-//! or secondary is unknown, and guessing would mislead an operator.
+//! A node that answers and refreshes its record shows its own
+//! `gateway_status` (`connected` or `disconnected`). Any other node shows the
+//! verdict of [`crate::node_health`] instead (`gone`, `unreachable`, `paused`
+//! or `stale`), the same word `shardgate status` prints, with the role it
+//! registered with (`master` or `coreapp`): without an answer, whether a
+//! master is primary or secondary is unknown, and guessing would mislead an
+//! operator.
 
 use crate::auth::Caller;
 use crate::cluster_view;
 use crate::error::ApiError;
+use crate::node_health::Health;
 use crate::state::AppState;
 use crate::views::Meta;
 use axum::extract::State;
@@ -22,11 +26,15 @@ pub async fn health(State(state): State<AppState>, _caller: Caller) -> Result<Js
     let health = views
         .into_iter()
         .map(|view| {
-            let entry = match view.reachable() {
-                Some(status) => NodeHealth { gateway_status: status.gateway_status.clone(), role: status.role.clone() },
-                None => NodeHealth { gateway_status: "unreachable".to_string(), role: view.record.role.clone() },
+            // Only a node that answers and is fresh speaks for itself.
+            let gateway_status = match view.reachable() {
+                Some(status) if matches!(view.health, Health::Healthy | Health::Unhealthy) => {
+                    status.gateway_status.clone()
+                }
+                _ => view.health.to_string(),
             };
-            (view.record.control_addr, entry)
+            let role = view.reachable().map_or(&view.record.role, |status| &status.role).clone();
+            (view.record.control_addr, NodeHealth { gateway_status, role })
         })
         .collect();
     Ok(Json(HealthResponse { health, meta: Meta::current() }))
@@ -44,8 +52,10 @@ pub struct HealthResponse {
 /// One node's health.
 #[derive(Debug, Serialize)]
 pub struct NodeHealth {
-    /// `connected`, `disconnected` or `unreachable`.
+    /// `connected` or `disconnected` as the node reports it; otherwise the
+    /// verdict on it: `gone`, `unreachable`, `paused` or `stale` (`healthy`
+    /// or `unhealthy` for a live node that gave no status, e.g. one with another cluster secret).
     pub gateway_status: String,
-    /// `primary_master`, `secondary_master` or `coreapp`; the registered role when unreachable.
+    /// `primary_master`, `secondary_master` or `coreapp`; the registered role when it gave no status.
     pub role: String,
 }
