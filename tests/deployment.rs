@@ -116,6 +116,15 @@ async fn the_single_server_compose_flow_runs_end_to_end() {
             "FIGURE {fault:?}: {primary} -> {successor}, the shard served again after {:.1} s",
             faulted_at.elapsed().as_secs_f64()
         );
+        if let Fault::Stop = fault {
+            // A stopped coreapp releases its shards and says it is leaving, so
+            // no master waits unhealthy_interval for it, or promotes it again.
+            let unhealthy = application["unhealthy_interval"].as_f64().expect("unhealthy_interval");
+            assert!(
+                faulted_at.elapsed().as_secs_f64() < unhealthy,
+                "after `stop` the shard must move before unhealthy_interval ({unhealthy} s)"
+            );
+        }
         project.compose(&["start", &primary]);
         wait_all_up(&project, &SERVICES).await;
     }
@@ -141,6 +150,13 @@ async fn the_single_server_compose_flow_runs_end_to_end() {
         );
     }
     assert!(logs.contains("shard"), "the coreapps' logs say what they hold");
+    let status = project.compose(&["exec", "-T", "master1", "shardgate", "status"]);
+    let healthy_coreapps = status.lines().filter(|l| l.contains("coreapp") && l.ends_with("healthy")).count();
+    assert_eq!(healthy_coreapps, 3, "`shardgate status` inside a container sees every coreapp healthy:\n{status}");
+    for service in ["master1", "coreapp1", "webapp", "upstream-sim"] {
+        let probe = project.compose(&["exec", "-T", service, "shardgate", "healthcheck"]);
+        assert!(probe.contains("healthy"), "{service}: `shardgate healthcheck` says {probe:?}");
+    }
     std::fs::remove_dir_all(&debug_dir).expect("remove debug dir");
 
     // --- rolling upgrade to a new tag, one service at a time -----------------------

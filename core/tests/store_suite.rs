@@ -502,6 +502,13 @@ async fn case_nodes_and_heartbeats(store: &Store, _: &DbConfig) {
     assert!(store.touch_node("core-a", "inst-2").await.unwrap());
     assert!(store.nodes().await.unwrap().1[0].last_seen > seen, "touch moves last_seen forward");
 
+    // A process leaving makes its liveness ancient; only its own record.
+    assert!(!store.mark_node_leaving("core-a", "inst-1").await.unwrap(), "an old process cannot mark the new one");
+    assert!(store.nodes().await.unwrap().1[0].last_seen > seen);
+    assert!(store.mark_node_leaving("core-a", "inst-2").await.unwrap(), "the live process marks itself leaving");
+    assert_eq!(store.nodes().await.unwrap().1[0].last_seen, 0, "no master counts a leaving node healthy");
+    assert!(store.touch_node("core-a", "inst-2").await.unwrap());
+
     let master = NodeRecord { node_id: "master-1".into(), role: "master".into(), ..first.clone() };
     store.register_node(&master).await.unwrap();
     let (_, nodes) = store.nodes().await.unwrap();

@@ -184,6 +184,13 @@ pub async fn run(config: CoreappConfig) -> anyhow::Result<()> {
     }
     liveness.abort();
     counts.abort();
+    let _ = liveness.await;
+    // Before the shards go: a master that sees them released must not pick
+    // this node again. Failing that (the database is down), the masters find
+    // out after unhealthy_interval, as for any node that went silent.
+    if let Err(e) = store.mark_node_leaving(&identity.node_id, &identity.instance_id).await {
+        tracing::warn!("cannot mark this node as leaving: {e}");
+    }
     keeper.release_all().await;
     Ok(())
 }

@@ -83,6 +83,17 @@ impl Store {
         self.changed_one_row(sqlx::query(&sql).bind(node_id).bind(instance_id)).await
     }
 
+    /// Marks this process of a node as leaving: its liveness is made ancient,
+    /// so that from now on no master counts it healthy, and none picks it for
+    /// a shard it is about to release. Without this, a node whose address
+    /// vanishes as it stops (a stopped container) would still look healthy
+    /// for `unhealthy_interval`, and be promoted again in vain. False when
+    /// another process holds the id.
+    pub async fn mark_node_leaving(&self, node_id: &str, instance_id: &str) -> StoreResult<bool> {
+        let sql = self.sql("UPDATE nodes SET last_seen = 0 WHERE node_id = ? AND instance_id = ?");
+        self.changed_one_row(sqlx::query(&sql).bind(node_id).bind(instance_id)).await
+    }
+
     /// Deletes the record of a node gone for good, with the heartbeat
     /// observations of it and by it; true when it was deleted.
     ///
