@@ -57,6 +57,7 @@ async fn the_single_server_compose_flow_runs_end_to_end() {
     let (v1, v2) = (VERSION.to_string(), format!("{VERSION}-2"));
     build_mariadb_image();
     build_shardgate_image(&v1);
+    assert_image_agrees(&v1);
     eprintln!("engine and images ready after {:.0} s", test_started.elapsed().as_secs_f64());
 
     let (web_port, sim_port) = (free_port().to_string(), free_port().to_string());
@@ -161,6 +162,7 @@ async fn the_single_server_compose_flow_runs_end_to_end() {
 
     // --- rolling upgrade to a new tag, one service at a time -----------------------
     build_shardgate_image(&v2);
+    assert_image_agrees(&v2);
     project.set_env("WA_API_VERSION", &v2);
     let sends = load::start(http.clone(), api.clone(), token.clone(), 3, 5.0);
     for service in UPGRADE_ORDER {
@@ -498,6 +500,18 @@ async fn assert_support_reports(http: &reqwest::Client, api: &str, token: &str, 
         all.then_some(())
     })
     .await
+}
+
+/// The image's version label is its tag, and its binary the version the tag
+/// was cut from (`shardgate --version`).
+fn assert_image_agrees(tag: &str) {
+    let image = shardgate_image(tag);
+    let label =
+        docker_out(&["inspect", "--format", "{{index .Config.Labels \"org.opencontainers.image.version\"}}", &image]);
+    assert_eq!(label.trim(), tag, "{image}: the version label");
+    let version = docker_out(&["run", "--rm", &image, "/usr/local/bin/shardgate", "--version"]);
+    assert_eq!(version.trim(), format!("shardgate {VERSION}"), "{image}: shardgate --version");
+    assert!(tag.starts_with(VERSION), "the tag {tag} is cut from version {VERSION}");
 }
 
 /// Uploads a small medium; its id and bytes.

@@ -105,6 +105,9 @@ pub fn build_shardgate_image(tag: &str) {
     command.args(["--target", "runtime", "-t", &shardgate_image(tag)]).arg(&context);
     run(command, "building the shardgate image");
     let _ = std::fs::remove_dir_all(&context);
+    // The image this tag named before is left untagged: remove it, so that
+    // repeated runs do not fill the disk.
+    docker_out(&["image", "prune", "-f", "--filter", "label=org.opencontainers.image.title=shardgate"]);
 }
 
 /// A fresh directory under the system temp directory.
