@@ -9,7 +9,9 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod checker;
 pub mod load;
+pub mod nemesis;
 pub mod netns;
 pub mod proxy;
 pub mod sim;
@@ -546,4 +548,57 @@ pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+// --- nemesis support ---
+impl Cluster {
+    /// Starts coreapp `name` again after a `kill -9`, with the flags, the
+    /// environment and the namespace [`start`] gave it; its log continues.
+    /// An error says why it did not start (a finding, not a harness failure).
+    pub async fn restart_coreapp(&mut self, name: &str) -> Result<(), String> {
+        let s = |v: &str| v.to_string();
+        let control = netns::control_listen(name, self.netns.as_ref());
+        let mut args = vec![s("coreapp"), s("--node-id"), s(name), s("--control-listen"), control];
+        args.extend(self.db_args.clone());
+        args.extend([
+            s("--upstream"),
+            self.sim.ready_str("session_addr"),
+            s("--upstream-session-timeout"),
+            self.spec.session_timeout.to_string(),
+        ]);
+        let node = self.start_named(name, args).await?;
+        let slot = self.coreapps.iter().position(|c| c.name == name).unwrap_or_else(|| panic!("no coreapp {name}"));
+        self.coreapps[slot] = node;
+        Ok(())
+    }
+
+    /// Starts master `name` again after a `kill -9`, with the flags [`start`] gave it.
+    pub async fn restart_master(&mut self, name: &str) -> Result<(), String> {
+        let s = |v: &str| v.to_string();
+        let mut args = vec![s("master"), s("--node-id"), s(name), s("--control-listen"), s("127.0.0.1:0")];
+        args.extend(self.db_args.clone());
+        args.extend([
+            s("--shards"),
+            self.spec.shards.to_string(),
+            s("--heartbeat-interval"),
+            self.spec.heartbeat_interval.to_string(),
+            s("--unhealthy-interval"),
+            self.spec.unhealthy_interval.to_string(),
+            s("--upstream-session-timeout"),
+            self.spec.session_timeout.to_string(),
+        ]);
+        let node = self.start_named(name, args).await?;
+        let slot = self.masters.iter().position(|m| m.name == name).unwrap_or_else(|| panic!("no master {name}"));
+        self.masters[slot] = node;
+        Ok(())
+    }
+
+    /// Starts node `name` with `args`, placed as [`start`] places it, appending to its log.
+    async fn start_named(&self, name: &str, args: Vec<String>) -> Result<NodeProcess, String> {
+        let spec = NodeSpec { name: name.to_string(), args, env: node_env(&self.cluster_secret, &self.dir) };
+        let sink = LogSink { file: self.dir.join(format!("{name}.log")), echo: false };
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_shardgate"));
+        let (exe, spec) = netns::place(&exe, spec, &self.spec, self.netns.as_ref());
+        start_node(&exe, &spec, &sink, Duration::from_secs(60)).await.map_err(|e| format!("{e:#}"))
+    }
 }

@@ -1,0 +1,407 @@
+//! The fault suite (issue 11): faults combined at random from a seed
+//! (`harness::nemesis`) while a load sends and callbacks flow, judged by
+//! `harness::checker`: zero conflicts, zero bans, no acknowledged message
+//! lost, none delivered twice, order per recipient kept, every status
+//! callback delivered at least once, and the cluster serving again once the
+//! faults healed.
+//!
+//! `cargo test --test fault_suite` runs one short schedule per engine. The
+//! long run is the same test with more seeds and faults:
+//! `SHARDGATE_FAULT_SEEDS=0..20 SHARDGATE_FAULT_COUNT=15 cargo test --test fault_suite -- --nocapture`
+//! prints one table row per (engine, seed). A failing run prints its seed,
+//! engine and fault timeline, keeps the node logs, and fails the test.
+
+mod harness;
+
+use harness::checker::{self, Recovery, Verdict};
+use harness::nemesis::{self, Applied, FaultKind, HookRelay, Schedule};
+use harness::webhook_receiver::WebhookReceiver;
+use harness::{load, poll_every, poll_until, start, Cluster, ClusterSpec};
+use serde_json::json;
+use shardgate_core::config::DbEngine;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Recipients of the load, each with its own sequential sender.
+const RECIPIENTS: usize = 4;
+/// Messages per second per recipient.
+const RATE: f64 = 15.0;
+/// The seed of the short run (the issue's number).
+const DEFAULT_SEED: u64 = 11;
+/// Faults of the short run.
+const DEFAULT_COUNT: usize = 8;
+/// How long the cluster may take to serve again, and to deliver what it
+/// acknowledged, once every fault healed.
+const SETTLE: Duration = Duration::from_secs(30);
+/// How long every receipt the upstream emitted may take to be called back.
+const RECEIPTS_SETTLE: Duration = Duration::from_secs(10);
+/// How long the callbacks may take to catch up after that.
+const CALLBACKS_SETTLE: Duration = Duration::from_secs(60);
+
+/// The cluster of `engine`: the fast settings, with the database proxy on
+/// the server engines and `coreapp-1` in a namespace on SQLite (a namespace
+/// cannot reach a server bound to the host's loopback; SQLite has no server
+/// to cut off).
+fn spec_for(engine: DbEngine) -> ClusterSpec {
+    match engine {
+        // 0.5 s as the other namespace tests: the lost-FIN wait of a partitioned kill.
+        DbEngine::Sqlite => ClusterSpec { session_timeout: 0.5, netns_coreapp: true, ..ClusterSpec::fast(engine) },
+        _ => ClusterSpec { db_proxy: true, ..ClusterSpec::fast(engine) },
+    }
+}
+
+/// `SHARDGATE_FAULT_SEEDS=a..b`, or the one default seed.
+fn seeds() -> Range<u64> {
+    let Ok(range) = std::env::var("SHARDGATE_FAULT_SEEDS") else { return DEFAULT_SEED..DEFAULT_SEED + 1 };
+    let parsed = range.split_once("..").and_then(|(a, b)| Some(a.trim().parse().ok()?..b.trim().parse().ok()?));
+    parsed.unwrap_or_else(|| panic!("SHARDGATE_FAULT_SEEDS must look like 0..20, not {range:?}"))
+}
+
+/// `SHARDGATE_FAULT_COUNT=n`, or [`DEFAULT_COUNT`].
+fn fault_count() -> usize {
+    std::env::var("SHARDGATE_FAULT_COUNT")
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("SHARDGATE_FAULT_COUNT must be a number, not {n:?}")))
+        .unwrap_or(DEFAULT_COUNT)
+}
+
+/// The kinds a cluster of `spec` can suffer, narrowed by
+/// `SHARDGATE_FAULT_KINDS=kc,wh,...` (the table's two-letter names) to bisect a failure.
+fn fault_kinds(spec: &ClusterSpec) -> Vec<FaultKind> {
+    let wanted = std::env::var("SHARDGATE_FAULT_KINDS").unwrap_or_default();
+    let kinds: Vec<FaultKind> = FaultKind::available(spec)
+        .into_iter()
+        .filter(|k| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == k.short()))
+        .collect();
+    assert!(!kinds.is_empty(), "SHARDGATE_FAULT_KINDS={wanted:?} leaves no fault this cluster can suffer");
+    kinds
+}
+
+/// What one (engine, seed) run did and found.
+struct Run {
+    engine: DbEngine,
+    schedule: Schedule,
+    applied: Vec<Applied>,
+    origin_ms: i64,
+    settings_change: String,
+    verdict: Verdict,
+    callbacks: Callbacks,
+    recoveries: Vec<Recovery>,
+    /// Where the node logs of a failing run were kept.
+    kept_logs: Option<PathBuf>,
+}
+
+impl Run {
+    /// One table row.
+    fn row(&self) -> String {
+        let faults: Vec<String> = self
+            .schedule
+            .counts()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| format!("{}{n}", kind.short()))
+            .collect();
+        let v = &self.verdict;
+        format!(
+            "{:<8} {:>4} | {:<22} | {:>4} {:>4} {:>4} {:>4} {:>5} {:>5} {:>6} {:>5} | {:>5} {:>5} | {}",
+            format!("{:?}", self.engine),
+            self.schedule.seed,
+            faults.join(" "),
+            v.conflicts.len(),
+            v.bans.len(),
+            v.lost.len(),
+            v.duplicates.len(),
+            v.order.len(),
+            v.unexpected.len(),
+            match self.callbacks {
+                Callbacks::Judged => v.callbacks_missing.len().to_string(),
+                Callbacks::NotJudged(_) => "-".to_string(),
+            },
+            v.unrecovered.len(),
+            v.superseded.len(),
+            v.receipts_lost.len(),
+            recovery_summary(&self.recoveries)
+        )
+    }
+
+    /// The seed, the engine, the timeline as it ran and what was found.
+    fn failure(&self) -> String {
+        format!(
+            "FAULT SUITE FAILURE: engine {:?}, seed {} (replay: SHARDGATE_FAULT_SEEDS={}..{} \
+             SHARDGATE_FAULT_COUNT={})\n{}timeline as run (from the first fault):\n{}\n  {}\nviolations:\n{}\
+             node logs kept in {}",
+            self.engine,
+            self.schedule.seed,
+            self.schedule.seed,
+            self.schedule.seed + 1,
+            self.schedule.faults.len(),
+            self.schedule,
+            nemesis::timeline(&self.applied, self.origin_ms),
+            self.settings_change,
+            self.verdict,
+            self.kept_logs.as_ref().map_or("(not kept)".to_string(), |p| p.display().to_string())
+        )
+    }
+}
+
+/// The table's header, matching [`Run::row`].
+const HEADER: &str =
+    "engine   seed | faults                 | conf bans lost  dup order unexp cbmiss unrec |  skip rlost | \
+                      recovery per kind: after heal median/max, longest delivery gap (ms)";
+
+/// Per kind: the time from heal to the next delivery (median/max) and the
+/// longest delivery gap around the fault.
+fn recovery_summary(recoveries: &[Recovery]) -> String {
+    FaultKind::ALL
+        .into_iter()
+        .filter_map(|kind| {
+            let of_kind: Vec<&Recovery> = recoveries.iter().filter(|r| r.kind == kind).collect();
+            if of_kind.is_empty() {
+                return None;
+            }
+            let after: Vec<i64> = of_kind.iter().filter_map(|r| r.after_heal_ms).collect();
+            let never = of_kind.len() - after.len();
+            let gap = of_kind.iter().map(|r| r.longest_gap_ms).max().unwrap_or(0);
+            let never = if never > 0 { format!(" ({never} never)") } else { String::new() };
+            Some(format!(
+                "{} {}/{}{never} gap {gap}",
+                kind.short(),
+                checker::median(&after),
+                after.iter().max().unwrap_or(&0)
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// PATCHes a harmless setting `after` into the schedule, as an operator
+/// might during an incident; says how it was answered (a refusal while the
+/// database is cut off is no violation; the settings check at the end is).
+async fn change_settings_midway(http: reqwest::Client, api: String, token: String, after: Duration) -> String {
+    tokio::time::sleep(after).await;
+    let at = after.as_secs_f64();
+    let request = http
+        .patch(format!("{api}/v1/settings/application"))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(5))
+        .json(&json!({"callback_backoff_delay_ms": 150}));
+    match request.send().await {
+        Ok(response) => format!("+{at:.2}s settings PATCH answered {}", response.status()),
+        Err(e) => format!("+{at:.2}s settings PATCH got no answer: {e}"),
+    }
+}
+
+/// What did not come back once every fault healed: a node that exited, a
+/// shard not served, deliveries not resuming, settings not in force.
+async fn check_recovered(cluster: &mut Cluster) -> Vec<String> {
+    let mut unrecovered = Vec::new();
+    for node in
+        std::iter::once(&mut cluster.webapp).chain(cluster.masters.iter_mut()).chain(cluster.coreapps.iter_mut())
+    {
+        if node.exited() {
+            unrecovered.push(format!("{} exited", node.name));
+        }
+    }
+    let shards = cluster.spec.shards as usize;
+    let served = poll_until(SETTLE, || async {
+        let map = cluster.store.shard_map().await.ok()?;
+        let live = map.rows.len() == shards && map.rows.iter().all(|r| r.lease_live(map.now));
+        let open = cluster.sim_stats().await["sessions_open"].as_u64() == Some(shards as u64);
+        (live && open).then_some(())
+    });
+    if served.await.is_none() {
+        unrecovered.push(format!("a shard was not served again within {SETTLE:?} of the last heal"));
+    }
+    let before = cluster.sim_stats().await["unique_messages"].as_u64().unwrap_or(0);
+    let delivering = poll_until(SETTLE, || async {
+        (cluster.sim_stats().await["unique_messages"].as_u64()? >= before + 20).then_some(())
+    });
+    if delivering.await.is_none() {
+        unrecovered.push(format!("deliveries did not resume within {SETTLE:?} of the last heal"));
+    }
+    let version = cluster.store.settings_version().await.expect("settings version");
+    let in_force = poll_until(Duration::from_secs(10), || async {
+        let versions = cluster.node_settings_versions().await;
+        versions.iter().all(|(_, v)| v.is_some_and(|v| v >= version)).then_some(())
+    });
+    if in_force.await.is_none() {
+        let versions = cluster.node_settings_versions().await;
+        unrecovered.push(format!("settings version {version} not in force on every node: {versions:?}"));
+    }
+    unrecovered
+}
+
+/// Copies the node logs of a failing run where the cluster's drop leaves them.
+fn keep_logs(cluster: &Cluster, engine: DbEngine, seed: u64) -> Option<PathBuf> {
+    let kept = std::env::temp_dir().join(format!("shardgate-fault-{engine:?}-{seed}-{}", std::process::id()));
+    std::fs::create_dir_all(&kept).ok()?;
+    for entry in std::fs::read_dir(&cluster.dir).ok()?.flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            std::fs::copy(entry.path(), kept.join(entry.file_name())).ok()?;
+        }
+    }
+    Some(kept)
+}
+
+/// One seed on one engine; `None` when the engine's server tests are skipped.
+async fn run_seed(engine: DbEngine, seed: u64, count: usize, callbacks: Callbacks) -> Option<Run> {
+    let mut cluster = start(spec_for(engine)).await?;
+    let schedule = Schedule::generate(seed, count, &fault_kinds(&cluster.spec), cluster.spec.coreapps);
+    println!("engine {engine:?}, {schedule}");
+    let receiver = WebhookReceiver::start().await;
+    let relay = HookRelay::start(&receiver, cluster.netns.as_ref()).await;
+    cluster
+        .patch_settings(json!({"webhooks": {"url": relay.url}, "callback_backoff_delay_ms": 100,
+            "max_callback_backoff_delay_ms": 400}))
+        .await;
+    let load = load::start(cluster.http.clone(), cluster.api.clone(), cluster.token.clone(), RECIPIENTS, RATE);
+    cluster.wait_more_deliveries(0, 20).await;
+
+    let origin_ms = nemesis::now_ms();
+    let (http, api, token) = (cluster.http.clone(), cluster.api.clone(), cluster.token.clone());
+    let settings_change = tokio::spawn(change_settings_midway(http, api, token, schedule.span() / 2));
+    let applied = nemesis::run(&mut cluster, &receiver, &schedule).await;
+    let settings_change = settings_change.await.expect("settings change task");
+    let mut unrecovered: Vec<String> = applied.iter().filter_map(|a| a.heal_error.clone()).collect();
+    unrecovered.extend(check_recovered(&mut cluster).await);
+
+    let report = load.finish().await;
+    let acked = report.acked_ids();
+    let all_delivered = poll_every(SETTLE, Duration::from_millis(250), || async {
+        let counts = cluster.delivery_counts().await;
+        acked.iter().all(|id| counts.contains_key(id)).then_some(())
+    });
+    all_delivered.await;
+    // Every callback, or (receipts lost upstream) every one owed: the last
+    // receipts may still be on their way to being recorded, so the second
+    // wait only starts once the first one timed out.
+    let acked_set = acked.iter().cloned().collect();
+    let settles =
+        if callbacks == Callbacks::Judged { vec![(RECEIPTS_SETTLE, false), (CALLBACKS_SETTLE, true)] } else { vec![] };
+    for (bound, owed_only) in settles {
+        let callbacks = poll_every(bound, Duration::from_millis(250), || async {
+            let (owed, _, lost) = checker::missing_callbacks_by_cause(&cluster, &receiver, &acked_set).await;
+            (owed.is_empty() && (owed_only || lost.is_empty())).then_some(())
+        });
+        if callbacks.await.is_some() {
+            break;
+        }
+    }
+
+    let mut verdict = checker::judge(&cluster, &report, &receiver, unrecovered).await;
+    if let Callbacks::NotJudged(why) = callbacks {
+        verdict.callbacks_missing.clear();
+        verdict.receipts_lost.clear();
+        verdict.superseded.clear();
+        verdict.notes.push(format!("callbacks not judged: {why}"));
+    }
+    let recoveries = checker::recoveries(&checker::sim_messages(&cluster).await, &applied);
+    let kept_logs = if verdict.is_clean() { None } else { keep_logs(&cluster, engine, seed) };
+    Some(Run { engine, schedule, applied, origin_ms, settings_change, verdict, callbacks, recoveries, kept_logs })
+}
+
+/// Whether a run waits for and judges the status callbacks (I4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callbacks {
+    /// Every status the cluster recorded must reach the receiver.
+    Judged,
+    /// Not judged, for the reason given: a known product bug that the
+    /// ignored regression tests below reproduce.
+    NotJudged(&'static str),
+}
+
+/// Why the server engines' short runs do not judge callbacks (yet).
+const CALLBACK_STALL: &str = "on PostgreSQL and MariaDB a primary's callback delivery stalls for good under load \
+                              (see the ignored *_callbacks_* regression tests and RELIABILITY.md)";
+
+/// Every seed of [`seeds`] on `engine`; fails after the last seed if any failed.
+async fn fault_suite(engine: DbEngine, callbacks: Callbacks) {
+    let count = fault_count();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    let mut all_recoveries = Vec::new();
+    for seed in seeds() {
+        let Some(run) = run_seed(engine, seed, count, callbacks).await else { return };
+        println!("{HEADER}\n{}", run.row());
+        if let Some(lost) = run.verdict.receipts_lost.get(..run.verdict.receipts_lost.len().min(3)) {
+            lost.iter().for_each(|story| println!("  receipt lost upstream (no violation): {story}"));
+        }
+        if !run.verdict.is_clean() {
+            eprintln!("{}", run.failure());
+            failures.push(run.failure());
+        }
+        rows.push(run.row());
+        all_recoveries.extend(run.recoveries);
+    }
+    println!(
+        "\nfault suite, {engine:?}, {count} faults per seed:\n{HEADER}\n{}\nall seeds: {}",
+        rows.join("\n"),
+        recovery_summary(&all_recoveries)
+    );
+    assert!(failures.is_empty(), "{} of {} runs failed:\n{}", failures.len(), rows.len(), failures.join("\n\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_random_faults_keep_every_message_and_callback_without_conflict() {
+    fault_suite(DbEngine::Sqlite, Callbacks::Judged).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_random_faults_keep_every_message_without_conflict() {
+    fault_suite(DbEngine::Postgres, Callbacks::NotJudged(CALLBACK_STALL)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_random_faults_keep_every_message_without_conflict() {
+    fault_suite(DbEngine::MySql, Callbacks::NotJudged(CALLBACK_STALL)).await;
+}
+
+/// Seed 11, 8 faults (the short run's schedule), found the callback stall on
+/// PostgreSQL: from about the 1250th callback on, the primary posts nothing
+/// more (`attempts` 0, due, `in_flight` 0) while it keeps sending messages
+/// and recording their statuses. It needs no failover: receiver failures
+/// alone (`SHARDGATE_FAULT_KINDS=wh`) reproduce it; SQLite does not stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "product bug: callback delivery stalls on PostgreSQL under load (RELIABILITY.md)"]
+async fn postgres_seed_11_every_recorded_status_is_called_back() {
+    fault_suite(DbEngine::Postgres, Callbacks::Judged).await;
+}
+
+/// The same stall on MariaDB, same schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "product bug: callback delivery stalls on MariaDB under load (RELIABILITY.md)"]
+async fn mariadb_seed_11_every_recorded_status_is_called_back() {
+    fault_suite(DbEngine::MySql, Callbacks::Judged).await;
+}
+
+/// The schedules themselves, without a cluster: a seed always draws the same
+/// faults, each bounded, with the two healability rules of
+/// [`Schedule::generate`] kept.
+#[test]
+fn schedules_are_reproducible_bounded_and_healable() {
+    let kinds = FaultKind::available(&spec_for(DbEngine::Postgres));
+    for seed in 0..200 {
+        let schedule = Schedule::generate(seed, fault_count(), &kinds, 3);
+        assert_eq!(
+            format!("{schedule}"),
+            format!("{}", Schedule::generate(seed, fault_count(), &kinds, 3)),
+            "seed {seed}"
+        );
+        let of = |kind| schedule.faults.iter().filter(move |f| f.kind == kind);
+        for fault in &schedule.faults {
+            assert!(fault.duration >= Duration::from_millis(200), "seed {seed}: {fault:?}");
+        }
+        let masters: Vec<_> = of(FaultKind::KillMaster).collect();
+        for pair in masters.windows(2) {
+            assert!(pair[0].end() < pair[1].start, "seed {seed}: master kills overlap: {pair:?}");
+        }
+        for kill in of(FaultKind::KillCoreapp).chain(of(FaultKind::KillMaster)) {
+            for cut in of(FaultKind::DbCut) {
+                assert!(!(cut.start <= kill.end() && kill.end() < cut.end()), "seed {seed}: restart in a cut");
+            }
+        }
+        if std::env::var("SHARDGATE_PRINT_SCHEDULES").is_ok() {
+            println!("{schedule}");
+        }
+    }
+}
