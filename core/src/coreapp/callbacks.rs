@@ -11,8 +11,9 @@
 //! - **Retries.** A 2xx answer delivers. Anything else is retried after
 //!   `min(callback_backoff_delay_ms × attempts, max_callback_backoff_delay_ms)`
 //!   (linear), or, with `callback_persist=false`, dropped after its one attempt.
-//! - **Bounded.** A pass reads at most [`MAX_SCAN`] pending rows, without their
-//!   payloads, and loads the payloads of at most [`DUE_AT_ONCE`] callbacks.
+//! - **Bounded.** A pass reads the first pending callback of at most
+//!   [`MAX_SCAN`] recipients, without their payloads, however many wait
+//!   behind them, and loads the payloads of at most [`DUE_AT_ONCE`] callbacks.
 //!   Outcomes are written in one transaction per pass. Settled callbacks
 //!   are pruned after [`KEEP_SETTLED`].
 //! - **Fenced like the session.** Nothing is posted while the shard's lease
@@ -37,9 +38,9 @@ use tokio::time::Instant;
 
 /// Pending callbacks are looked for at least this often.
 pub const POLL: Duration = Duration::from_secs(1);
-/// Pending rows read per query of a pass.
+/// Recipients' first pending callbacks read per query of a pass.
 const PAGE: u32 = 512;
-/// Pending rows read per pass at most.
+/// Recipients' first pending callbacks read per pass at most.
 pub const MAX_SCAN: usize = 4096;
 /// Callbacks picked per pass at most (one per recipient).
 pub const DUE_AT_ONCE: usize = 64;
@@ -226,7 +227,7 @@ impl ShardCallbacks {
         let mut soonest: Option<i64> = None;
         let (mut after, mut scanned) = (0, 0);
         loop {
-            let page = self.store.pending_callbacks(self.shard, after, PAGE).await?;
+            let page = self.store.pending_heads(self.shard, after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
             scanned += page.len();
