@@ -5,8 +5,6 @@
 //! ... up -d`, `ps`, `logs`, `kill`, `down -v`), run as a child process; a
 //! failing command fails the test with its output.
 
-#![allow(dead_code)] // the single-server and the per-role tests use different parts
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -202,14 +200,6 @@ impl Project {
     pub fn volumes(&self) -> Vec<String> {
         let filter = format!("label=com.docker.compose.project={}", self.name);
         docker_out(&["volume", "ls", "-q", "--filter", &filter]).lines().map(String::from).collect()
-    }
-
-    /// The address of a service's container on the project network, for
-    /// ports the compose file does not publish.
-    pub fn service_ip(&self, service: &str) -> String {
-        let id = self.compose(&["ps", "-q", service]).trim().to_string();
-        let format = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}";
-        docker_out(&["inspect", "--format", format, &id]).trim().to_string()
     }
 }
 
