@@ -146,8 +146,7 @@ async fn database_outage_self_fences_and_recovers(engine: DbEngine) {
     let load = load::start(cluster.http.clone(), cluster.api.clone(), cluster.token.clone(), RECIPIENTS, RATE);
     let delivered = cluster.wait_more_deliveries(0, 20).await;
 
-    let proxy = cluster.proxy.as_ref().expect("proxy");
-    proxy.cut();
+    cluster.cut_database();
     // The primary cannot renew, so it must close its session on its own.
     wait_for("the primary coreapp to self-fence", Duration::from_secs(5), || async {
         (cluster.sim_stats().await["sessions_open"].as_u64() == Some(0)).then_some(())
@@ -155,7 +154,7 @@ async fn database_outage_self_fences_and_recovers(engine: DbEngine) {
     .await;
     // Keep the database away for longer than the lease TTL.
     tokio::time::sleep(Duration::from_secs_f64(2.0 * cluster.spec.unhealthy_interval)).await;
-    proxy.restore();
+    cluster.restore_database();
     cluster.wait_all_shards_served(Duration::from_secs(30)).await;
     cluster.wait_more_deliveries(delivered, 20).await;
 

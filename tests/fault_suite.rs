@@ -2,8 +2,9 @@
 //! (`harness::nemesis`) while a load sends and callbacks flow, judged by
 //! `harness::checker`: zero conflicts, zero bans, no acknowledged message
 //! lost, none delivered twice, order per recipient kept, every status
-//! callback delivered at least once, and the cluster serving again once the
-//! faults healed.
+//! callback delivered at least once, never two masters acting in one epoch,
+//! and the cluster serving again once the faults healed. Two coreapps run
+//! with drifting clocks, and the router plugin is swapped during the faults.
 //!
 //! `cargo test --test fault_suite` runs one short schedule per engine. The
 //! long run is the same test with more seeds and faults:
@@ -39,16 +40,13 @@ const RECEIPTS_SETTLE: Duration = Duration::from_secs(10);
 /// How long the callbacks may take to catch up after that.
 const CALLBACKS_SETTLE: Duration = Duration::from_secs(60);
 
-/// The cluster of `engine`: the fast settings, with the database proxy on
-/// the server engines and `coreapp-1` in a namespace on SQLite (a namespace
-/// cannot reach a server bound to the host's loopback; SQLite has no server
-/// to cut off).
+/// The cluster of `engine`: the fast settings, `coreapp-1` in a namespace,
+/// and on the server engines a database proxy per node (SQLite has no
+/// server to cut off or partition from).
 fn spec_for(engine: DbEngine) -> ClusterSpec {
-    match engine {
-        // 0.5 s as the other namespace tests: the lost-FIN wait of a partitioned kill.
-        DbEngine::Sqlite => ClusterSpec { session_timeout: 0.5, netns_coreapp: true, ..ClusterSpec::fast(engine) },
-        _ => ClusterSpec { db_proxy: true, ..ClusterSpec::fast(engine) },
-    }
+    // 0.5 s as the other namespace tests: the lost-FIN wait of a partitioned kill.
+    let spec = ClusterSpec { session_timeout: 0.5, netns_coreapp: true, ..ClusterSpec::fast(engine) };
+    ClusterSpec { db_proxy: engine != DbEngine::Sqlite, ..spec }
 }
 
 /// What a run of the suite does on each engine: which seeds, how many
@@ -103,7 +101,8 @@ struct Run {
     schedule: Schedule,
     applied: Vec<Applied>,
     origin_ms: i64,
-    settings_change: String,
+    /// How the settings PATCH and the plugin swaps made during the faults were answered.
+    operations: Vec<String>,
     verdict: Verdict,
     recoveries: Vec<Recovery>,
     /// Where the node logs of a failing run were kept.
@@ -122,7 +121,7 @@ impl Run {
             .collect();
         let v = &self.verdict;
         format!(
-            "{:<8} {:>4} | {:<22} | {:>4} {:>4} {:>4} {:>4} {:>5} {:>5} {:>6} {:>5} | {:>5} {:>5} | {}",
+            "{:<8} {:>4} | {:<34} | {:>4} {:>4} {:>4} {:>4} {:>5} {:>5} {:>6} {:>4} {:>5} | {:>5} {:>5} | {}",
             format!("{:?}", self.engine),
             self.schedule.seed,
             faults.join(" "),
@@ -133,6 +132,7 @@ impl Run {
             v.order.len(),
             v.unexpected.len(),
             v.callbacks_missing.len(),
+            v.masters.len(),
             v.unrecovered.len(),
             v.superseded.len(),
             v.receipts_lost.len(),
@@ -153,7 +153,7 @@ impl Run {
             self.schedule.faults.len(),
             self.schedule,
             nemesis::timeline(&self.applied, self.origin_ms),
-            self.settings_change,
+            self.operations.join("\n  "),
             self.verdict,
             self.kept_logs.as_ref().map_or("(not kept)".to_string(), |p| p.display().to_string())
         )
@@ -162,7 +162,7 @@ impl Run {
 
 /// The table's header, matching [`Run::row`].
 const HEADER: &str =
-    "engine   seed | faults                 | conf bans lost  dup order unexp cbmiss unrec |  skip rlost | \
+    "engine   seed | faults                             | conf bans lost  dup order unexp cbmiss mast unrec |  skip rlost | \
                       recovery per kind: after heal median/max, longest delivery gap (ms)";
 
 /// Per kind: the time from heal to the next delivery (median/max) and the
@@ -205,6 +205,32 @@ async fn change_settings_midway(http: reqwest::Client, api: String, token: Strin
         Ok(response) => format!("+{at:.2}s settings PATCH answered {}", response.status()),
         Err(e) => format!("+{at:.2}s settings PATCH got no answer: {e}"),
     }
+}
+
+/// Swaps the router plugin at each of `at` (the country router in, then
+/// out again, and so on), as an operator rolling a plugin out during an
+/// incident; says how each was answered (a refusal while the database is
+/// cut off is no violation: nothing may be lost either way).
+async fn swap_routers_midway(http: reqwest::Client, api: String, token: String, at: Vec<Duration>) -> Vec<String> {
+    let country = std::fs::read(format!("{}/plugins/components/router-country.wasm", env!("CARGO_MANIFEST_DIR")))
+        .expect("router-country component");
+    let start = tokio::time::Instant::now();
+    let mut answers = Vec::new();
+    for (i, after) in at.into_iter().enumerate() {
+        tokio::time::sleep_until(start + after).await;
+        let (what, request) = if i % 2 == 0 {
+            let url = format!("{api}/v1/plugins/router?name=country&version=1.0.{i}");
+            ("router swapped in", http.put(url).header("Content-Type", "application/wasm").body(country.clone()))
+        } else {
+            ("router swapped out", http.delete(format!("{api}/v1/plugins/router")))
+        };
+        let answer = match request.bearer_auth(&token).timeout(Duration::from_secs(5)).send().await {
+            Ok(response) => format!("answered {}", response.status()),
+            Err(e) => format!("got no answer: {e}"),
+        };
+        answers.push(format!("+{:.2}s {what}: {answer}", after.as_secs_f64()));
+    }
+    answers
 }
 
 /// What did not come back once every fault healed: a node that exited, a
@@ -261,8 +287,9 @@ fn keep_logs(cluster: &Cluster, engine: DbEngine, seed: u64) -> Option<PathBuf> 
 
 /// One seed on one engine; `None` when the engine's server tests are skipped.
 async fn run_seed(engine: DbEngine, seed: u64, plan: &Plan) -> Option<Run> {
-    let mut cluster = start(spec_for(engine)).await?;
-    let schedule = Schedule::generate(seed, plan.count, &plan.fault_kinds(&cluster.spec), cluster.spec.coreapps);
+    let spec = spec_for(engine);
+    let schedule = Schedule::generate(seed, plan.count, &plan.fault_kinds(&spec), &spec);
+    let mut cluster = start(ClusterSpec { clock_rates: schedule.clocks.clone(), ..spec }).await?;
     println!("engine {engine:?}, {schedule}");
     let receiver = WebhookReceiver::start().await;
     let relay = HookRelay::start(&receiver, cluster.netns.as_ref()).await;
@@ -275,9 +302,13 @@ async fn run_seed(engine: DbEngine, seed: u64, plan: &Plan) -> Option<Run> {
 
     let origin_ms = nemesis::now_ms();
     let (http, api, token) = (cluster.http.clone(), cluster.api.clone(), cluster.token.clone());
-    let settings_change = tokio::spawn(change_settings_midway(http, api, token, schedule.span() / 2));
+    let settings_change =
+        tokio::spawn(change_settings_midway(http.clone(), api.clone(), token.clone(), schedule.span() / 2));
+    let swap_at = [1, 3, 5, 7].map(|k| schedule.span() * k / 8).to_vec();
+    let plugin_swaps = tokio::spawn(swap_routers_midway(http, api, token, swap_at));
     let applied = nemesis::run(&mut cluster, &receiver, &schedule).await;
-    let settings_change = settings_change.await.expect("settings change task");
+    let mut operations = vec![settings_change.await.expect("settings change task")];
+    operations.extend(plugin_swaps.await.expect("plugin swap task"));
     let mut unrecovered: Vec<String> = applied.iter().filter_map(|a| a.heal_error.clone()).collect();
     unrecovered.extend(check_recovered(&mut cluster).await);
 
@@ -305,7 +336,7 @@ async fn run_seed(engine: DbEngine, seed: u64, plan: &Plan) -> Option<Run> {
     let verdict = checker::judge(&cluster, &report, &receiver, unrecovered).await;
     let recoveries = checker::recoveries(&checker::sim_messages(&cluster).await, &applied);
     let kept_logs = if verdict.is_clean() { None } else { keep_logs(&cluster, engine, seed) };
-    Some(Run { engine, schedule, applied, origin_ms, settings_change, verdict, recoveries, kept_logs })
+    Some(Run { engine, schedule, applied, origin_ms, operations, verdict, recoveries, kept_logs })
 }
 
 /// Every seed of `plan` on `engine`; fails after the last seed if any failed.
@@ -376,24 +407,29 @@ async fn mariadb_seed_11_every_recorded_status_is_called_back() {
 /// [`Schedule::generate`] kept.
 #[test]
 fn schedules_are_reproducible_bounded_and_healable() {
-    let kinds = FaultKind::available(&spec_for(DbEngine::Postgres));
+    let spec = spec_for(DbEngine::Postgres);
+    let kinds = FaultKind::available(&spec);
     for seed in 0..200 {
-        let schedule = Schedule::generate(seed, fault_count(), &kinds, 3);
+        let schedule = Schedule::generate(seed, fault_count(), &kinds, &spec);
         assert_eq!(
             format!("{schedule}"),
-            format!("{}", Schedule::generate(seed, fault_count(), &kinds, 3)),
+            format!("{}", Schedule::generate(seed, fault_count(), &kinds, &spec)),
             "seed {seed}"
         );
         let of = |kind| schedule.faults.iter().filter(move |f| f.kind == kind);
         for fault in &schedule.faults {
             assert!(fault.duration >= Duration::from_millis(200), "seed {seed}: {fault:?}");
         }
+        for (node, rate) in &schedule.clocks {
+            let tolerated = if node.starts_with("coreapp") { 0.8..=1.08 } else { 0.7..=1.3 };
+            assert!(tolerated.contains(rate), "seed {seed}: {node} drifts at {rate}, outside the tolerated drift");
+        }
         let masters: Vec<_> = of(FaultKind::KillMaster).collect();
         for pair in masters.windows(2) {
             assert!(pair[0].end() < pair[1].start, "seed {seed}: master kills overlap: {pair:?}");
         }
         for kill in of(FaultKind::KillCoreapp).chain(of(FaultKind::KillMaster)) {
-            for cut in of(FaultKind::DbCut) {
+            for cut in of(FaultKind::DbCut).chain(of(FaultKind::DbStall)) {
                 assert!(!(cut.start <= kill.end() && kill.end() < cut.end()), "seed {seed}: restart in a cut");
             }
         }
@@ -401,4 +437,29 @@ fn schedules_are_reproducible_bounded_and_healable() {
             println!("{schedule}");
         }
     }
+}
+
+/// The check of "one master per epoch" on log lines as the masters write
+/// them: a reassignment by a master under an epoch it did not win, and an
+/// epoch won twice, are found; a refused reassignment is no act.
+#[test]
+fn two_masters_in_one_epoch_are_found_in_their_logs() {
+    use harness::master_log::{parse, violations, MasterAct};
+    let lines = [
+        "2026-12-07T10:00:00.000001Z  INFO master-1 won the master lease, epoch 1: now primary master",
+        "2026-12-07T10:00:01.000001Z  INFO primary master master-1, epoch 1: shard 0 has no primary (none yet): promoting coreapp-1",
+        "2026-12-07T10:00:02.000001Z  INFO master-2 won the master lease, epoch 2: now primary master",
+        "2026-12-07T10:00:03.000001Z  INFO primary master master-2, epoch 2: shard 0 primary coreapp-1 gone: promoting coreapp-2",
+        "2026-12-07T10:00:04.000001Z  INFO primary master master-1, epoch 2: shard 0 primary coreapp-2 gone: promoting coreapp-3",
+        "2026-12-07T10:00:05.000001Z  INFO primary master master-2, epoch 2: shard 0 primary x gone: promoting y (not applied: the shard changed or the lease lapsed)",
+    ];
+    let acts: Vec<MasterAct> = lines.iter().filter_map(|l| parse(l)).collect();
+    assert_eq!(acts.len(), 5, "{acts:?}");
+    assert_eq!(violations(&acts[..4]), Vec::<String>::new());
+    assert_eq!(violations(&acts).len(), 1, "{:?}", violations(&acts));
+    let mut twice = acts[..4].to_vec();
+    twice.push(
+        parse("2026-12-07T10:00:06.000001Z  INFO master-1 won the master lease, epoch 2: now primary master").unwrap(),
+    );
+    assert!(violations(&twice)[0].contains("epoch 2 won by"), "{:?}", violations(&twice));
 }

@@ -5,6 +5,7 @@
 //! time of each fault, from the sim's delivery times.
 
 use super::load::LoadReport;
+use super::master_log;
 use super::nemesis::{Applied, FaultKind};
 use super::webhook_receiver::WebhookReceiver;
 use super::Cluster;
@@ -30,6 +31,9 @@ pub struct Verdict {
     pub unexpected: Vec<String>,
     /// `(id, status)` the upstream emitted that never reached the receiver.
     pub callbacks_missing: Vec<String>,
+    /// Two masters acting in one epoch: an epoch of the master lease won
+    /// twice, or a reassignment made under an epoch its master did not win.
+    pub masters: Vec<String>,
     /// What did not come back after the faults healed: a node that exited,
     /// a shard never served again, settings not in force.
     pub unrecovered: Vec<String>,
@@ -57,7 +61,7 @@ impl Verdict {
     }
 
     /// Each kind of violation with its findings, in table order.
-    pub fn kinds(&self) -> [(&'static str, &Vec<String>); 8] {
+    pub fn kinds(&self) -> [(&'static str, &Vec<String>); 9] {
         [
             ("conflicts", &self.conflicts),
             ("bans", &self.bans),
@@ -66,6 +70,7 @@ impl Verdict {
             ("order", &self.order),
             ("unexpected", &self.unexpected),
             ("callbacks missing", &self.callbacks_missing),
+            ("two masters in one epoch", &self.masters),
             ("unrecovered", &self.unrecovered),
         ]
     }
@@ -127,7 +132,8 @@ pub fn missing_callbacks(emitted: &HashSet<(String, String)>, receiver: &Webhook
 }
 
 /// Judges a finished run: I2 (conflicts, bans), I3 (lost, duplicates, order,
-/// unexpected) and I4 (callbacks) against the sim and the receiver.
+/// unexpected) and I4 (callbacks) against the sim and the receiver, and the
+/// masters' epochs against their logs.
 /// `unrecovered` comes from the run's own waits.
 pub async fn judge(
     cluster: &Cluster,
@@ -162,6 +168,7 @@ pub async fn judge(
         verdict.unexpected = counts.keys().filter(|id| !acked.contains(*id)).cloned().collect();
     }
     verdict.order = order_violations(cluster, load, &counts).await;
+    verdict.masters = master_log::violations(&master_log::read(&cluster.dir));
     let missing = missing_callbacks_by_cause(cluster, receiver, &acked).await;
     (verdict.callbacks_missing, verdict.superseded, verdict.receipts_lost) = missing;
     if !verdict.callbacks_missing.is_empty() {

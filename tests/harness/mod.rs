@@ -11,6 +11,7 @@
 
 pub mod checker;
 pub mod load;
+pub mod master_log;
 pub mod nemesis;
 pub mod netns;
 pub mod proxy;
@@ -46,13 +47,17 @@ pub struct ClusterSpec {
     pub unhealthy_interval: f64,
     /// Seconds, the sim's keepalive timeout.
     pub session_timeout: f64,
-    /// Put a fault-injecting proxy between the nodes and the database server.
+    /// Put a fault-injecting proxy between each node and the database
+    /// server (one per node, so that one node can be partitioned from it).
     pub db_proxy: bool,
     /// Run `coreapp-1` in a network namespace of the test's own (see
     /// [`netns`]), started alone first so that it holds every shard.
     pub netns_coreapp: bool,
     /// Extra environment of every node but the sim.
     pub node_env: Vec<(String, String)>,
+    /// Nodes whose clocks run at a rate other than real time (`libfaketime`:
+    /// monotonic and wall clock, timers included), e.g. `("coreapp-2", 0.8)`.
+    pub clock_rates: Vec<(String, f64)>,
 }
 
 impl ClusterSpec {
@@ -69,6 +74,7 @@ impl ClusterSpec {
             db_proxy: false,
             netns_coreapp: false,
             node_env: Vec::new(),
+            clock_rates: Vec::new(),
         }
     }
 }
@@ -95,16 +101,20 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// Direct store access, for assertions on the shard map.
     pub store: Store,
-    /// The proxy in front of the database, when asked for.
-    pub proxy: Option<proxy::FaultProxy>,
+    /// The proxy in front of the database of each node that has one: every
+    /// node when [`ClusterSpec::db_proxy`], and the namespaced coreapp on a
+    /// server engine (its only way to the server on the host's loopback).
+    pub db_proxies: Vec<(String, proxy::FaultProxy)>,
     /// The namespace of `coreapp-1`, when asked for; dropped after the nodes.
     pub netns: Option<netns::NetNs>,
     /// Logs of every node.
     pub dir: PathBuf,
     /// The control-plane secret every node of this cluster was given.
     pub cluster_secret: String,
-    /// Flags that point a node at the cluster's database.
+    /// Flags that point a node at the cluster's database directly.
     db_args: Vec<String>,
+    /// The flags of each node that reaches the database through its proxy.
+    proxied_db_args: HashMap<String, Vec<String>>,
     db: TestDatabase,
     _lock: ClusterLock,
 }
@@ -135,19 +145,32 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
     let dir = std::env::temp_dir().join(format!("shardgate-cluster-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("cluster dir");
     let netns = spec.netns_coreapp.then(netns::NetNs::create);
-    let mut db_args = db.cli_args();
-    let proxy = if spec.db_proxy {
-        let upstream_port = match spec.engine {
+    let db_args = db.cli_args();
+    let mut db_proxies = Vec::new();
+    let mut proxied_db_args = HashMap::new();
+    let node_names = (1..=spec.masters)
+        .map(|i| format!("master-{i}"))
+        .chain((1..=spec.coreapps).map(|i| format!("coreapp-{i}")))
+        .chain(std::iter::once("webapp-1".to_string()));
+    for name in node_names {
+        let namespaced = netns.is_some() && name == netns::NETNS_COREAPP;
+        if !(spec.db_proxy || namespaced && spec.engine != DbEngine::Sqlite) {
+            continue;
+        }
+        let server_port = match spec.engine {
             DbEngine::Postgres => 5432,
             DbEngine::MySql => 3306,
-            DbEngine::Sqlite => panic!("SQLite has no server to cut off"),
+            DbEngine::Sqlite => panic!("SQLite has no server to proxy"),
         };
-        let proxy = proxy::FaultProxy::start(format!("127.0.0.1:{upstream_port}")).await;
-        db_args.extend(["--db-port".to_string(), proxy.port().to_string()]);
-        Some(proxy)
-    } else {
-        None
-    };
+        let ip = match &netns {
+            Some(ns) if namespaced => std::net::IpAddr::V4(ns.host_ip),
+            _ => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        };
+        let proxy = proxy::FaultProxy::start_on(ip, format!("127.0.0.1:{server_port}")).await;
+        proxied_db_args.insert(name.clone(), db_args_via(&db_args, proxy.addr()));
+        db_proxies.push((name, proxy));
+    }
+    let db_args_of = |name: &str| proxied_db_args.get(name).cloned().unwrap_or_else(|| db_args.clone());
     // The harness itself reads the database directly, never through the proxy.
     let store = Store::connect(&db.config).await.expect("harness store");
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_shardgate"));
@@ -179,7 +202,7 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
     for i in 1..=spec.masters {
         let mut args =
             vec![s("master"), s("--node-id"), format!("master-{i}"), s("--control-listen"), s("127.0.0.1:0")];
-        args.extend(db_args.clone());
+        args.extend(db_args_of(&format!("master-{i}")));
         args.extend([
             s("--shards"),
             spec.shards.to_string(),
@@ -197,7 +220,7 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
         let name = format!("coreapp-{i}");
         let control = netns::control_listen(&name, netns.as_ref());
         let mut args = vec![s("coreapp"), s("--node-id"), name.clone(), s("--control-listen"), control];
-        args.extend(db_args.clone());
+        args.extend(db_args_of(&name));
         args.extend([
             s("--upstream"),
             sim.ready_str("session_addr"),
@@ -210,7 +233,7 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
         }
     }
     let mut args = vec![s("webapp"), s("--node-id"), s("webapp-1"), s("--listen"), s("127.0.0.1:0")];
-    args.extend(db_args.clone());
+    args.extend(db_args_of("webapp-1"));
     let webapp = node("webapp-1", args).await;
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client");
     let api = format!("http://{}", webapp.ready_str("api_addr"));
@@ -227,16 +250,43 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
         token,
         http,
         store,
-        proxy,
+        db_proxies,
         netns,
         dir,
         cluster_secret,
         db_args,
+        proxied_db_args,
         db,
         _lock: lock,
     };
     cluster.wait_all_shards_served(Duration::from_secs(30)).await;
     Some(cluster)
+}
+
+/// `db_args` with the database server at `addr` instead.
+fn db_args_via(db_args: &[String], addr: std::net::SocketAddr) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut flags = db_args.iter();
+    while let Some(flag) = flags.next() {
+        let value = flags.next().expect("every database flag has a value");
+        if flag != "--db-hostname" && flag != "--db-port" {
+            args.extend([flag.clone(), value.clone()]);
+        }
+    }
+    args.extend(["--db-hostname".to_string(), addr.ip().to_string(), "--db-port".to_string(), addr.port().to_string()]);
+    args
+}
+
+/// Where Debian's `libfaketime` package puts the library (the thread-safe build).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// The environment that makes a node's clocks run at `rate` × real time from
+/// its start: every clock it reads (monotonic included) and every timer it
+/// sets, as a drifting oscillator would. Panics when libfaketime is missing
+/// (`.ci/run` installs it: Debian package `faketime`).
+pub fn clock_env(rate: f64) -> Vec<(String, String)> {
+    assert!(Path::new(LIBFAKETIME).exists(), "{LIBFAKETIME} is missing: apt-get install faketime");
+    vec![("LD_PRELOAD".to_string(), LIBFAKETIME.to_string()), ("FAKETIME".to_string(), format!("+0 x{rate}"))]
 }
 
 /// The environment that gives a node the cluster's control-plane secret.
@@ -315,7 +365,8 @@ impl Cluster {
         self.start_webapp_with(name, &[]).await
     }
 
-    /// [`Cluster::start_webapp`] with extra flags.
+    /// [`Cluster::start_webapp`] with extra flags. It reaches the database
+    /// directly, never through a proxy.
     pub async fn start_webapp_with(&self, name: &str, extra: &[String]) -> (NodeProcess, String) {
         let mut args =
             vec!["webapp".to_string(), "--node-id".into(), name.into(), "--listen".into(), "127.0.0.1:0".into()];
@@ -559,7 +610,7 @@ impl Cluster {
         let s = |v: &str| v.to_string();
         let control = netns::control_listen(name, self.netns.as_ref());
         let mut args = vec![s("coreapp"), s("--node-id"), s(name), s("--control-listen"), control];
-        args.extend(self.db_args.clone());
+        args.extend(self.db_args_of(name));
         args.extend([
             s("--upstream"),
             self.sim.ready_str("session_addr"),
@@ -576,7 +627,7 @@ impl Cluster {
     pub async fn restart_master(&mut self, name: &str) -> Result<(), String> {
         let s = |v: &str| v.to_string();
         let mut args = vec![s("master"), s("--node-id"), s(name), s("--control-listen"), s("127.0.0.1:0")];
-        args.extend(self.db_args.clone());
+        args.extend(self.db_args_of(name));
         args.extend([
             s("--shards"),
             self.spec.shards.to_string(),
@@ -591,6 +642,27 @@ impl Cluster {
         let slot = self.masters.iter().position(|m| m.name == name).unwrap_or_else(|| panic!("no master {name}"));
         self.masters[slot] = node;
         Ok(())
+    }
+
+    /// The database flags [`start`] gave node `name`.
+    fn db_args_of(&self, name: &str) -> Vec<String> {
+        self.proxied_db_args.get(name).cloned().unwrap_or_else(|| self.db_args.clone())
+    }
+
+    /// The proxy between node `name` and the database, when it has one.
+    pub fn db_proxy(&self, name: &str) -> Option<&proxy::FaultProxy> {
+        self.db_proxies.iter().find(|(node, _)| node == name).map(|(_, proxy)| proxy)
+    }
+
+    /// Cuts every node's database off at its proxy ([`ClusterSpec::db_proxy`]).
+    pub fn cut_database(&self) {
+        assert!(self.spec.db_proxy, "cutting the database off needs db_proxy");
+        self.db_proxies.iter().for_each(|(_, proxy)| proxy.cut());
+    }
+
+    /// Lets every node reach the database again.
+    pub fn restore_database(&self) {
+        self.db_proxies.iter().for_each(|(_, proxy)| proxy.restore());
     }
 
     /// Starts node `name` with `args`, placed as [`start`] places it, appending to its log.

@@ -5,13 +5,19 @@
 //!
 //! Fault kinds: `kill -9` of a coreapp or of the primary master (restarted
 //! when the fault ends), SIGSTOP/SIGCONT of a coreapp, the database cut off
-//! at the proxy (server engines), `coreapp-1` partitioned from its masters or
+//! at the proxies or stalled (server engines), a coreapp, the primary master or the
+//! webapp partitioned from the database, both ways or only its replies
+//! (silently, at its own proxy), `coreapp-1` partitioned from its masters or
 //! from the upstream with silent drops (its network namespace), and the
-//! webhook receiver failing. Faults may overlap: combinations are the point.
+//! webhook receiver failing. Besides the faults, a schedule runs two
+//! coreapps with clocks that drift, one slow and one fast, for the whole
+//! run. Faults may overlap: combinations are the point.
 
+use super::proxy::ProxyState;
 use super::webhook_receiver::WebhookReceiver;
 use super::{netns::NetNs, Cluster, ClusterSpec};
-use std::collections::HashSet;
+use shardgate_core::config::DbEngine;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +30,18 @@ const DURATION_S: (f64, f64) = (0.2, 3.0);
 const WINDOW_PER_FAULT_S: f64 = 1.5;
 /// A restart waits this long past the end of a database cut it would fall into.
 const RESTART_AFTER_CUT_S: f64 = 0.3;
+/// Clock rates of the drifting coreapps: `coreapp-2` runs slow, `coreapp-3`
+/// fast, inside the drift the cluster's timing tolerates with the suite's
+/// settings (see `RELIABILITY.md`, "Clock drift": a holder may run down to
+/// 0.67× before it could use a session past its lease, and up to 1.09×
+/// before its own wait after an aborted session could fall short).
+const SLOW_CLOCK: (f64, f64) = (0.8, 0.95);
+/// See [`SLOW_CLOCK`].
+const FAST_CLOCK: (f64, f64) = (1.02, 1.08);
+/// Clock rate of `master-2`: a master's clock only decides when it suspects
+/// a coreapp (its writes are fenced by the database clock), so it may drift
+/// either way by much more.
+const MASTER_CLOCK: (f64, f64) = (0.7, 1.3);
 
 /// A deterministic generator (SplitMix64), so that a seed names a schedule.
 ///
@@ -66,8 +84,18 @@ pub enum FaultKind {
     KillMaster,
     /// SIGSTOP of a coreapp; SIGCONT when the fault ends.
     PauseCoreapp,
-    /// The database cut off at the proxy, every node at once (server engines).
+    /// The database cut off at the proxies, every node at once (server
+    /// engines): connections severed, new ones unanswered, as when it restarts.
     DbCut,
+    /// The database stalled: every node's connections held silently, both
+    /// ways, as a server whose disk hangs (server engines).
+    DbStall,
+    /// A coreapp (the primary or a random one) partitioned from the database.
+    CoreappDbPartition,
+    /// The primary master partitioned from the database.
+    MasterDbPartition,
+    /// The webapp partitioned from the database.
+    WebappDbPartition,
     /// `coreapp-1` hears nothing from its masters (heartbeats dropped silently).
     PartitionFromMasters,
     /// `coreapp-1` and the upstream drop each other's packets silently.
@@ -78,23 +106,30 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in table order.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::KillCoreapp,
         FaultKind::KillMaster,
         FaultKind::PauseCoreapp,
         FaultKind::DbCut,
+        FaultKind::DbStall,
+        FaultKind::CoreappDbPartition,
+        FaultKind::MasterDbPartition,
+        FaultKind::WebappDbPartition,
         FaultKind::PartitionFromMasters,
         FaultKind::PartitionFromUpstream,
         FaultKind::WebhookFailing,
     ];
 
-    /// The kinds a cluster of `spec` can suffer: the database cut needs the
-    /// proxy, the partitions need `coreapp-1` in its namespace.
+    /// The kinds a cluster of `spec` can suffer: the database cut and
+    /// partitions need the proxies, the other partitions need `coreapp-1` in
+    /// its namespace.
     pub fn available(spec: &ClusterSpec) -> Vec<FaultKind> {
         FaultKind::ALL
             .into_iter()
             .filter(|kind| match kind {
-                FaultKind::DbCut => spec.db_proxy,
+                FaultKind::DbCut | FaultKind::DbStall => spec.db_proxy,
+                FaultKind::CoreappDbPartition | FaultKind::WebappDbPartition => spec.db_proxy,
+                FaultKind::MasterDbPartition => spec.db_proxy && spec.masters > 0,
                 FaultKind::PartitionFromMasters | FaultKind::PartitionFromUpstream => spec.netns_coreapp,
                 FaultKind::KillMaster => spec.masters > 0,
                 _ => true,
@@ -109,6 +144,10 @@ impl FaultKind {
             FaultKind::KillMaster => "km",
             FaultKind::PauseCoreapp => "ps",
             FaultKind::DbCut => "db",
+            FaultKind::DbStall => "ds",
+            FaultKind::CoreappDbPartition => "cd",
+            FaultKind::MasterDbPartition => "md",
+            FaultKind::WebappDbPartition => "wd",
             FaultKind::PartitionFromMasters => "pm",
             FaultKind::PartitionFromUpstream => "pu",
             FaultKind::WebhookFailing => "wh",
@@ -119,6 +158,16 @@ impl FaultKind {
     fn is_process_fault(self) -> bool {
         matches!(self, FaultKind::KillCoreapp | FaultKind::KillMaster | FaultKind::PauseCoreapp)
     }
+
+    /// Whether the fault partitions one node from the database.
+    fn is_db_partition(self) -> bool {
+        matches!(self, FaultKind::CoreappDbPartition | FaultKind::MasterDbPartition | FaultKind::WebappDbPartition)
+    }
+
+    /// Whether the fault hits one coreapp, the primary or another.
+    fn hits_a_coreapp(self) -> bool {
+        matches!(self, FaultKind::KillCoreapp | FaultKind::PauseCoreapp | FaultKind::CoreappDbPartition)
+    }
 }
 
 impl fmt::Display for FaultKind {
@@ -128,6 +177,10 @@ impl fmt::Display for FaultKind {
             FaultKind::KillMaster => "kill -9 primary master",
             FaultKind::PauseCoreapp => "SIGSTOP coreapp",
             FaultKind::DbCut => "database cut off",
+            FaultKind::DbStall => "database stalled",
+            FaultKind::CoreappDbPartition => "coreapp cut off from the database",
+            FaultKind::MasterDbPartition => "primary master cut off from the database",
+            FaultKind::WebappDbPartition => "webapp cut off from the database",
             FaultKind::PartitionFromMasters => "coreapp-1 cut off from masters",
             FaultKind::PartitionFromUpstream => "coreapp-1 cut off from upstream",
             FaultKind::WebhookFailing => "webhook receiver failing",
@@ -157,6 +210,9 @@ pub struct Fault {
     pub start: Duration,
     /// How long until it is healed.
     pub duration: Duration,
+    /// Database partitions only: only the replies are dropped, so the node's
+    /// writes reach the server and commit while it hears nothing back.
+    pub one_way: bool,
 }
 
 impl Fault {
@@ -173,34 +229,45 @@ pub struct Schedule {
     pub seed: u64,
     /// The faults, by start.
     pub faults: Vec<Fault>,
+    /// Nodes whose clocks drift for the whole run, and their rates.
+    pub clocks: Vec<(String, f64)>,
 }
 
 impl Schedule {
-    /// `count` faults of `kinds` over `coreapps` coreapps, drawn from `seed`.
+    /// `count` faults of `kinds` for a cluster of `spec`, drawn from `seed`,
+    /// and the clocks that drift (server engines only: there each node
+    /// stands for a machine of its own and the leases run on the server's
+    /// clock; on SQLite every node is a process of one machine, reading one
+    /// kernel clock, and the leases run on it).
     ///
     /// Two rules keep every fault healable: master kills never overlap (one
     /// master always runs to take over), and no node is restarted while the
-    /// database is cut off (a node must reach it to start), so a kill whose
-    /// restart would fall into a cut lasts until just after it.
-    pub fn generate(seed: u64, count: usize, kinds: &[FaultKind], coreapps: usize) -> Schedule {
+    /// database is cut off or stalled (a node must reach it to start), so a
+    /// kill whose restart would fall into a cut lasts until just after it.
+    pub fn generate(seed: u64, count: usize, kinds: &[FaultKind], spec: &ClusterSpec) -> Schedule {
+        let coreapps = spec.coreapps;
         let mut rng = SeededRng::seed_from_u64(seed);
         let window = WINDOW_PER_FAULT_S * count as f64;
         let mut faults: Vec<Fault> = (0..count)
             .map(|_| {
                 let kind = kinds[rng.below(kinds.len())];
                 let target = match kind {
-                    FaultKind::KillCoreapp | FaultKind::PauseCoreapp if rng.below(2) == 0 => Target::Primary,
-                    FaultKind::KillCoreapp | FaultKind::PauseCoreapp => Target::Coreapp(1 + rng.below(coreapps)),
+                    _ if kind.hits_a_coreapp() && rng.below(2) == 0 => Target::Primary,
+                    _ if kind.hits_a_coreapp() => Target::Coreapp(1 + rng.below(coreapps)),
                     _ => Target::Implied,
                 };
                 let start = Duration::from_secs_f64(rng.range_f64(0.0, window));
                 let duration = Duration::from_secs_f64(rng.range_f64(DURATION_S.0, DURATION_S.1));
-                Fault { kind, target, start, duration }
+                let one_way = kind.is_db_partition() && rng.below(2) == 0;
+                Fault { kind, target, start, duration, one_way }
             })
             .collect();
         faults.sort_by_key(|f| f.start);
-        let cuts: Vec<(Duration, Duration)> =
-            faults.iter().filter(|f| f.kind == FaultKind::DbCut).map(|f| (f.start, f.end())).collect();
+        let cuts: Vec<(Duration, Duration)> = faults
+            .iter()
+            .filter(|f| matches!(f.kind, FaultKind::DbCut | FaultKind::DbStall))
+            .map(|f| (f.start, f.end()))
+            .collect();
         let restart_after_cuts = |fault: &mut Fault| {
             while let Some(&(_, cut_end)) = cuts.iter().find(|(s, e)| *s <= fault.end() && fault.end() < *e) {
                 fault.duration = cut_end + Duration::from_secs_f64(RESTART_AFTER_CUT_S) - fault.start;
@@ -219,7 +286,8 @@ impl Schedule {
             }
         }
         faults.sort_by_key(|f| f.start);
-        Schedule { seed, faults }
+        let clocks = if spec.engine == DbEngine::Sqlite { Vec::new() } else { drifting_clocks(seed, coreapps) };
+        Schedule { seed, faults, clocks }
     }
 
     /// When the last fault is healed.
@@ -233,14 +301,29 @@ impl Schedule {
     }
 }
 
+/// The clocks that drift in the run of `seed`: `coreapp-2` slow,
+/// `coreapp-3` fast (when there are that many) and `master-2` either way.
+/// Drawn from a generator of their own, so that they do not change the
+/// faults a seed draws.
+fn drifting_clocks(seed: u64, coreapps: usize) -> Vec<(String, f64)> {
+    let mut rng = SeededRng::seed_from_u64(seed ^ 0xC10C_D21F_7000_0000);
+    [("coreapp-2", 2, SLOW_CLOCK), ("coreapp-3", 3, FAST_CLOCK), ("master-2", 0, MASTER_CLOCK)]
+        .into_iter()
+        .filter(|(_, n, _)| *n <= coreapps)
+        .map(|(node, _, (low, high))| (node.to_string(), (rng.range_f64(low, high) * 100.0).round() / 100.0))
+        .collect()
+}
+
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let clocks: Vec<String> = self.clocks.iter().map(|(node, rate)| format!("{node} ×{rate}")).collect();
         writeln!(
             f,
-            "schedule of seed {} ({} faults, {:.1} s):",
+            "schedule of seed {} ({} faults, {:.1} s; clocks: {}):",
             self.seed,
             self.faults.len(),
-            self.span().as_secs_f64()
+            self.span().as_secs_f64(),
+            if clocks.is_empty() { "true".to_string() } else { clocks.join(", ") }
         )?;
         for fault in &self.faults {
             let target = match fault.target {
@@ -248,9 +331,10 @@ impl fmt::Display for Schedule {
                 Target::Coreapp(n) => format!(" (coreapp-{n})"),
                 Target::Implied => String::new(),
             };
+            let one_way = if fault.one_way { ", replies only" } else { "" };
             writeln!(
                 f,
-                "  +{:6.2}s .. +{:6.2}s  {}{target}",
+                "  +{:6.2}s .. +{:6.2}s  {}{target}{one_way}",
                 fault.start.as_secs_f64(),
                 fault.end().as_secs_f64(),
                 fault.kind
@@ -314,7 +398,8 @@ pub async fn run(cluster: &mut Cluster, receiver: &WebhookReceiver, schedule: &S
     }
     // At one instant, heal before injecting.
     events.sort_by_key(|(at, inject, i)| (*at, *inject, *i));
-    let mut nemesis = Nemesis { cluster, receiver, down: HashSet::new(), cuts: 0, failing: 0 };
+    let mut nemesis =
+        Nemesis { cluster, receiver, down: HashSet::new(), cuts: 0, db_stalls: 0, stalls: HashMap::new(), failing: 0 };
     let mut applied: Vec<Applied> = schedule
         .faults
         .iter()
@@ -344,10 +429,16 @@ pub async fn run(cluster: &mut Cluster, receiver: &WebhookReceiver, schedule: &S
 struct Nemesis<'a> {
     cluster: &'a mut Cluster,
     receiver: &'a WebhookReceiver,
-    /// Nodes killed or paused by a fault not yet healed: no other process fault hits them.
+    /// Nodes killed, paused or partitioned from the database by a fault not
+    /// yet healed: no other such fault hits them (a node must reach the
+    /// database to restart).
     down: HashSet<String>,
-    /// Database cuts in force (the proxy is restored when the last heals).
+    /// Database cuts in force (the proxies are restored when the last heals).
     cuts: usize,
+    /// Database stalls in force.
+    db_stalls: usize,
+    /// Nodes partitioned from the database, and whether only the replies are dropped.
+    stalls: HashMap<String, bool>,
     /// Receiver failures in force.
     failing: usize,
 }
@@ -375,10 +466,30 @@ impl Nemesis<'_> {
             a.node = Some(node);
             return;
         }
+        if kind.is_db_partition() {
+            let node = match kind {
+                FaultKind::CoreappDbPartition => self.pick_coreapp(a.fault.target).await,
+                FaultKind::MasterDbPartition => self.pick_master().await,
+                _ => Some(self.cluster.webapp.name.clone()).filter(|n| !self.down.contains(n)),
+            };
+            let Some(node) = node else {
+                a.skipped = Some("every node it could hit is already under a fault".into());
+                return;
+            };
+            self.down.insert(node.clone());
+            self.stalls.insert(node.clone(), a.fault.one_way);
+            a.node = Some(node);
+            self.set_database_states();
+            return;
+        }
         match kind {
             FaultKind::DbCut => {
                 self.cuts += 1;
-                self.cluster.proxy.as_ref().expect("a database proxy").cut();
+                self.set_database_states();
+            }
+            FaultKind::DbStall => {
+                self.db_stalls += 1;
+                self.set_database_states();
             }
             FaultKind::WebhookFailing => {
                 self.failing += 1;
@@ -420,9 +531,17 @@ impl Nemesis<'_> {
             }
             FaultKind::DbCut => {
                 self.cuts -= 1;
-                if self.cuts == 0 {
-                    self.cluster.proxy.as_ref().expect("a database proxy").restore();
-                }
+                self.set_database_states();
+            }
+            FaultKind::DbStall => {
+                self.db_stalls -= 1;
+                self.set_database_states();
+            }
+            FaultKind::CoreappDbPartition | FaultKind::MasterDbPartition | FaultKind::WebappDbPartition => {
+                let node = a.node.clone().expect("partitioned node");
+                self.stalls.remove(&node);
+                self.down.remove(&node);
+                self.set_database_states();
             }
             FaultKind::WebhookFailing => {
                 self.failing -= 1;
@@ -472,6 +591,21 @@ impl Nemesis<'_> {
         match cluster.masters.iter().position(|m| m.name == name) {
             Some(i) => &mut cluster.masters[i],
             None => cluster.coreapp(name),
+        }
+    }
+
+    /// Puts every node's database proxy in the state the faults in force
+    /// ask for: cut while any cut holds, else stalled while the database
+    /// stalls or its node is partitioned, else open.
+    fn set_database_states(&self) {
+        for (node, proxy) in &self.cluster.db_proxies {
+            let state = match self.stalls.get(node) {
+                _ if self.cuts > 0 => ProxyState::Cut,
+                _ if self.db_stalls > 0 => ProxyState::Stalled { to_server: true, to_client: true },
+                Some(&one_way) => ProxyState::Stalled { to_server: !one_way, to_client: true },
+                None => ProxyState::Open,
+            };
+            proxy.set(state);
         }
     }
 

@@ -191,6 +191,9 @@ pub(super) fn place(
         // every node is told and the API cannot lower.
         spec.env.push(("SHARDGATE_UPSTREAM_SESSION_TIMEOUT".into(), cluster.session_timeout.to_string()));
         spec.env.extend(cluster.node_env.iter().cloned());
+        if let Some((_, rate)) = cluster.clock_rates.iter().find(|(node, _)| *node == spec.name) {
+            spec.env.extend(super::clock_env(*rate));
+        }
     }
     match netns {
         Some(ns) if spec.name == NETNS_COREAPP => ns.wrap(exe, spec),
