@@ -168,7 +168,12 @@ pub async fn judge(
         verdict.unexpected = counts.keys().filter(|id| !acked.contains(*id)).cloned().collect();
     }
     verdict.order = order_violations(cluster, load, &counts).await;
-    verdict.masters = master_log::violations(&master_log::read(&cluster.dir));
+    let acts = master_log::read(&cluster.dir);
+    verdict.masters = master_log::violations(&acts);
+    if !acts.iter().any(|act| matches!(act, master_log::MasterAct::Won { .. })) {
+        // Every run elects a master: finding none means the check read nothing.
+        verdict.masters.push("no master lease win found in the master logs: has their format changed?".into());
+    }
     let missing = missing_callbacks_by_cause(cluster, receiver, &acked).await;
     (verdict.callbacks_missing, verdict.superseded, verdict.receipts_lost) = missing;
     if !verdict.callbacks_missing.is_empty() {

@@ -166,7 +166,7 @@ pub async fn start(spec: ClusterSpec) -> Option<Cluster> {
             Some(ns) if namespaced => std::net::IpAddr::V4(ns.host_ip),
             _ => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         };
-        let proxy = proxy::FaultProxy::start_on(ip, format!("127.0.0.1:{server_port}")).await;
+        let proxy = proxy::FaultProxy::start(ip, format!("127.0.0.1:{server_port}")).await;
         proxied_db_args.insert(name.clone(), db_args_via(&db_args, proxy.addr()));
         db_proxies.push((name, proxy));
     }
@@ -647,11 +647,6 @@ impl Cluster {
     /// The database flags [`start`] gave node `name`.
     fn db_args_of(&self, name: &str) -> Vec<String> {
         self.proxied_db_args.get(name).cloned().unwrap_or_else(|| self.db_args.clone())
-    }
-
-    /// The proxy between node `name` and the database, when it has one.
-    pub fn db_proxy(&self, name: &str) -> Option<&proxy::FaultProxy> {
-        self.db_proxies.iter().find(|(node, _)| node == name).map(|(_, proxy)| proxy)
     }
 
     /// Cuts every node's database off at its proxy ([`ClusterSpec::db_proxy`]).

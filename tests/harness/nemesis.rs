@@ -242,8 +242,9 @@ impl Schedule {
     ///
     /// Two rules keep every fault healable: master kills never overlap (one
     /// master always runs to take over), and no node is restarted while the
-    /// database is cut off or stalled (a node must reach it to start), so a
-    /// kill whose restart would fall into a cut lasts until just after it.
+    /// database is cut off or stalled, or on SQLite while a node is paused
+    /// (a node must reach the database to start), so a kill whose restart
+    /// would fall into a cut lasts until just after it.
     pub fn generate(seed: u64, count: usize, kinds: &[FaultKind], spec: &ClusterSpec) -> Schedule {
         let coreapps = spec.coreapps;
         let mut rng = SeededRng::seed_from_u64(seed);
@@ -263,9 +264,17 @@ impl Schedule {
             })
             .collect();
         faults.sort_by_key(|f| f.start);
+        // On SQLite a paused node may be inside a write transaction and then
+        // holds the database's only write lock until it resumes: to a node
+        // starting then, the database is as good as cut off.
+        let pause_locks = spec.engine == DbEngine::Sqlite;
         let cuts: Vec<(Duration, Duration)> = faults
             .iter()
-            .filter(|f| matches!(f.kind, FaultKind::DbCut | FaultKind::DbStall))
+            .filter(|f| match f.kind {
+                FaultKind::DbCut | FaultKind::DbStall => true,
+                FaultKind::PauseCoreapp => pause_locks,
+                _ => false,
+            })
             .map(|f| (f.start, f.end()))
             .collect();
         let restart_after_cuts = |fault: &mut Fault| {

@@ -51,24 +51,14 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// Starts forwarding from a port of 127.0.0.1 to `upstream`.
-    pub async fn start(upstream: String) -> FaultProxy {
-        FaultProxy::start_on("127.0.0.1".parse().expect("loopback"), upstream).await
-    }
-
     /// Starts forwarding from a port of `ip` (where a node in a namespace
     /// can reach it) to `upstream`.
-    pub async fn start_on(ip: std::net::IpAddr, upstream: String) -> FaultProxy {
+    pub async fn start(ip: std::net::IpAddr, upstream: String) -> FaultProxy {
         let listener = TcpListener::bind((ip, 0)).await.expect("proxy bind");
         let addr = listener.local_addr().expect("proxy addr");
         let state = Arc::new(watch::channel(ProxyState::Open).0);
         let task = tokio::spawn(accept_loop(listener, upstream, state.clone()));
         FaultProxy { addr, state, task }
-    }
-
-    /// The local port clients connect to.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
     }
 
     /// The address clients connect to.
