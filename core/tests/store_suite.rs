@@ -149,6 +149,10 @@ store_cases! {
         sqlite_users_insert_once_and_expired_tokens_are_refused,
         postgres_users_insert_once_and_expired_tokens_are_refused,
         mariadb_users_insert_once_and_expired_tokens_are_refused;
+    case_user_lifecycle =>
+        sqlite_deleting_a_user_revokes_exactly_its_tokens,
+        postgres_deleting_a_user_revokes_exactly_its_tokens,
+        mariadb_deleting_a_user_revokes_exactly_its_tokens;
     case_plugins =>
         sqlite_plugins_round_trip_binary_components_one_per_kind,
         postgres_plugins_round_trip_binary_components_one_per_kind,
@@ -666,13 +670,13 @@ async fn case_users_and_tokens(store: &Store, _: &DbConfig) {
         role: "admin".into(),
         must_change: true,
     };
-    store.ensure_user(&admin).await.expect("ensure_user");
+    assert!(store.ensure_user(&admin).await.expect("ensure_user"), "created");
     assert_eq!(store.user("admin").await.unwrap(), Some(admin.clone()));
     let again = UserRecord { password_hash: "$argon2id$v=19$other".into(), must_change: false, ..admin.clone() };
-    store.ensure_user(&again).await.expect("ensure_user again");
+    assert!(!store.ensure_user(&again).await.expect("ensure_user again"), "not created twice");
     assert_eq!(store.user("admin").await.unwrap(), Some(admin.clone()), "ensure_user inserts once");
 
-    store.set_password("admin", "$argon2id$v=19$changed").await.unwrap();
+    assert_eq!(store.set_password("admin", "$argon2id$v=19$changed").await.unwrap(), Some(0));
     let changed = store.user("admin").await.unwrap().unwrap();
     assert_eq!(changed.password_hash, "$argon2id$v=19$changed");
     assert!(!changed.must_change, "a new password ends must_change");
@@ -691,8 +695,37 @@ async fn case_users_and_tokens(store: &Store, _: &DbConfig) {
     assert!(!store.revoke_token("live-token-hash").await.unwrap(), "revoked once");
     assert_eq!(store.token_user("live-token-hash").await.unwrap(), None, "a revoked token");
     assert!(store.token_user("second-token-hash").await.unwrap().is_some(), "logout spares the others");
-    assert_eq!(store.set_password("admin", "$argon2id$v=19$third").await.unwrap(), 2, "both remaining tokens");
+    assert_eq!(store.set_password("admin", "$argon2id$v=19$third").await.unwrap(), Some(2), "both remaining tokens");
     assert_eq!(store.token_user("second-token-hash").await.unwrap(), None, "a token from before the change");
+}
+
+async fn case_user_lifecycle(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    let user = |name: &str| UserRecord {
+        username: name.into(),
+        password_hash: format!("$argon2id$v=19${name}"),
+        role: "user".into(),
+        must_change: false,
+    };
+    assert!(store.ensure_user(&user("ana")).await.unwrap());
+    assert!(store.ensure_user(&user("bob")).await.unwrap());
+    assert_eq!(store.set_password("nobody", "$argon2id$v=19$x").await.unwrap(), None, "no such user");
+    assert_eq!(store.user("nobody").await.unwrap(), None, "and none was made");
+
+    let now = store.now_ms().await.unwrap();
+    let later = now + 60_000;
+    for (hash, name) in [("ana-1", "ana"), ("ana-2", "ana"), ("bob-1", "bob")] {
+        store.insert_token(hash, name, later).await.unwrap();
+    }
+    // A deletion takes the user's tokens with it, and only theirs.
+    assert_eq!(store.delete_user("ana").await.unwrap(), Some(2), "both of ana's tokens");
+    assert_eq!(store.user("ana").await.unwrap(), None);
+    assert_eq!(store.token_user("ana-1").await.unwrap(), None, "a deleted user's token");
+    assert_eq!(store.token_user("bob-1").await.unwrap(), Some(user("bob")), "another user's token");
+    assert_eq!(store.delete_user("ana").await.unwrap(), None, "deleted once");
+    // The name is free again; a token left from before cannot come back with it.
+    assert!(store.ensure_user(&user("ana")).await.unwrap(), "the name can be taken again");
+    assert_eq!(store.token_user("ana-2").await.unwrap(), None, "an old token does not revive");
 }
 
 async fn case_plugins(store: &Store, _: &DbConfig) {

@@ -60,7 +60,10 @@ pub async fn login(
                 return Err(ApiError::invalid(format!("new_password is refused: {}", problems.join("; "))));
             }
             let hash = auth::hash_password(&new_password).await?;
-            let revoked = state.store.set_password(&username, &hash).await?;
+            let Some(revoked) = state.store.set_password(&username, &hash).await? else {
+                // Deleted between the password check and now: no token for a user that is gone.
+                return Err(ApiError::unauthenticated("wrong user name or password"));
+            };
             state.tokens.clear();
             tracing::info!(user = %username, client = %client, "password changed; {revoked} earlier tokens revoked");
         }
