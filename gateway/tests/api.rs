@@ -134,6 +134,10 @@ async fn every_endpoint_but_login_requires_a_bearer_token() {
         (Method::GET, "/v1/settings/application"),
         (Method::PATCH, "/v1/settings/application"),
         (Method::DELETE, "/v1/settings/application"),
+        (Method::POST, "/v1/users"),
+        (Method::GET, "/v1/users/admin"),
+        (Method::PUT, "/v1/users/admin"),
+        (Method::DELETE, "/v1/users/admin"),
     ];
     for (method, path) in routes {
         let anonymous = webapp.request(method.clone(), path).send().await.unwrap();
