@@ -96,11 +96,17 @@ impl Store {
         Ok(sqlx::query(&sql).bind(token_hash).execute(self.pool()).await?.rows_affected() > 0)
     }
 
-    /// Stores a token hash valid until `expires_at` (unix ms).
-    pub async fn insert_token(&self, token_hash: &str, username: &str, expires_at: i64) -> StoreResult<()> {
-        let sql = self.sql("INSERT INTO tokens (token_hash, username, expires_at) VALUES (?, ?, ?)");
-        sqlx::query(&sql).bind(token_hash).bind(username).bind(expires_at).execute(self.pool()).await?;
-        Ok(())
+    /// Stores a token hash valid until `expires_at` (unix ms), if the user
+    /// still exists; whether it was stored. A login checks the password
+    /// first and issues the token an argon2 hash later: a deletion in between
+    /// must not leave a token behind, which would come back to life for a
+    /// new user of the same name.
+    pub async fn insert_token(&self, token_hash: &str, username: &str, expires_at: i64) -> StoreResult<bool> {
+        let sql = self.sql(
+            "INSERT INTO tokens (token_hash, username, expires_at) SELECT ?, username, ? FROM users WHERE username = ?",
+        );
+        let inserted = sqlx::query(&sql).bind(token_hash).bind(expires_at).bind(username).execute(self.pool()).await?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     /// The user behind an unexpired token.

@@ -81,7 +81,10 @@ pub async fn login(
     }
     let token = auth::new_token();
     let expires_at = state.store.now_ms().await? + TOKEN_LIFETIME_MS;
-    state.store.insert_token(&auth::token_hash(&token), &username, expires_at).await?;
+    if !state.store.insert_token(&auth::token_hash(&token), &username, expires_at).await? {
+        // Deleted since its password was checked.
+        return Err(ApiError::unauthenticated("wrong user name or password"));
+    }
     Ok(Json(LoginResponse { users: vec![IssuedToken { token, expires_after: utc_timestamp(expires_at) }] }))
 }
 
