@@ -683,14 +683,17 @@ async fn case_users_and_tokens(store: &Store, _: &DbConfig) {
 
     let now = store.now_ms().await.unwrap();
     let week = 7 * 24 * 3600 * 1000;
-    assert!(store.insert_token("live-token-hash", "admin", now + week).await.unwrap());
-    store.insert_token("old-token-hash", "admin", now - 1_000).await.unwrap();
+    let changed_hash = "$argon2id$v=19$changed";
+    assert!(store.insert_token("live-token-hash", "admin", changed_hash, now + week).await.unwrap());
+    store.insert_token("old-token-hash", "admin", changed_hash, now - 1_000).await.unwrap();
+    // A token checked against a password that has changed since is not issued.
+    assert!(!store.insert_token("stale-token-hash", "admin", "$argon2id$v=19$first", now + week).await.unwrap());
     assert_eq!(store.token_user("live-token-hash").await.unwrap(), Some(changed), "an unexpired token");
     assert_eq!(store.token_user("old-token-hash").await.unwrap(), None, "an expired token");
     assert_eq!(store.token_user("unknown-hash").await.unwrap(), None, "an unknown token");
 
     // A logout revokes one token; a password change revokes all of the user's.
-    store.insert_token("second-token-hash", "admin", now + week).await.unwrap();
+    store.insert_token("second-token-hash", "admin", changed_hash, now + week).await.unwrap();
     assert!(store.revoke_token("live-token-hash").await.unwrap());
     assert!(!store.revoke_token("live-token-hash").await.unwrap(), "revoked once");
     assert_eq!(store.token_user("live-token-hash").await.unwrap(), None, "a revoked token");
@@ -715,9 +718,10 @@ async fn case_user_lifecycle(store: &Store, _: &DbConfig) {
     let now = store.now_ms().await.unwrap();
     let later = now + 60_000;
     for (hash, name) in [("ana-1", "ana"), ("ana-2", "ana"), ("bob-1", "bob")] {
-        assert!(store.insert_token(hash, name, later).await.unwrap(), "{hash}");
+        assert!(store.insert_token(hash, name, &user(name).password_hash, later).await.unwrap(), "{hash}");
     }
-    assert!(!store.insert_token("nobody-1", "nobody", later).await.unwrap(), "no token for an unknown user");
+    let unknown = store.insert_token("nobody-1", "nobody", &user("nobody").password_hash, later).await.unwrap();
+    assert!(!unknown, "no token for an unknown user");
     assert_eq!(store.token_user("nobody-1").await.unwrap(), None);
     // A deletion takes the user's tokens with it, and only theirs.
     assert_eq!(store.delete_user("ana").await.unwrap(), Some(2), "both of ana's tokens");
@@ -726,7 +730,8 @@ async fn case_user_lifecycle(store: &Store, _: &DbConfig) {
     assert_eq!(store.token_user("bob-1").await.unwrap(), Some(user("bob")), "another user's token");
     assert_eq!(store.delete_user("ana").await.unwrap(), None, "deleted once");
     // The name is free again; a token left from before cannot come back with it.
-    assert!(!store.insert_token("ana-3", "ana", later).await.unwrap(), "no token for a deleted user");
+    let deleted = store.insert_token("ana-3", "ana", &user("ana").password_hash, later).await.unwrap();
+    assert!(!deleted, "no token for a deleted user");
     assert!(store.ensure_user(&user("ana")).await.unwrap(), "the name can be taken again");
     assert_eq!(store.token_user("ana-2").await.unwrap(), None, "an old token does not revive");
 }

@@ -196,7 +196,7 @@ async fn token_of_a_user_whose_password_must_change_only_allows_login() {
     webapp.store.ensure_user(&user).await.unwrap();
     let token = auth::new_token();
     let far = webapp.store.now_ms().await.unwrap() + 3_600_000;
-    webapp.store.insert_token(&auth::token_hash(&token), "bob", far).await.unwrap();
+    webapp.store.insert_token(&auth::token_hash(&token), "bob", &user.password_hash, far).await.unwrap();
     let response = webapp.request(Method::GET, "/v1/health").bearer_auth(&token).send().await.unwrap();
     let (status, code, _) = onprem_error(response).await;
     assert_eq!((status, code), (StatusCode::FORBIDDEN, 1024));

@@ -96,16 +96,31 @@ impl Store {
         Ok(sqlx::query(&sql).bind(token_hash).execute(self.pool()).await?.rows_affected() > 0)
     }
 
-    /// Stores a token hash valid until `expires_at` (unix ms), if the user
-    /// still exists; whether it was stored. A login checks the password
-    /// first and issues the token an argon2 hash later: a deletion in between
-    /// must not leave a token behind, which would come back to life for a
-    /// new user of the same name.
-    pub async fn insert_token(&self, token_hash: &str, username: &str, expires_at: i64) -> StoreResult<bool> {
+    /// Stores a token hash valid until `expires_at` (unix ms) for the user,
+    /// if it still exists with the password hash `password_hash`; whether it
+    /// was stored. A login checks the password first and issues the token an
+    /// argon2 hash later: a deletion or a password change in between revoked
+    /// the user's tokens, and must not be outlived by one issued on the old
+    /// password (nor, after a deletion, come back to life for a new user of
+    /// the same name).
+    pub async fn insert_token(
+        &self,
+        token_hash: &str,
+        username: &str,
+        password_hash: &str,
+        expires_at: i64,
+    ) -> StoreResult<bool> {
         let sql = self.sql(
-            "INSERT INTO tokens (token_hash, username, expires_at) SELECT ?, username, ? FROM users WHERE username = ?",
+            "INSERT INTO tokens (token_hash, username, expires_at) \
+             SELECT ?, username, ? FROM users WHERE username = ? AND password_hash = ?",
         );
-        let inserted = sqlx::query(&sql).bind(token_hash).bind(expires_at).bind(username).execute(self.pool()).await?;
+        let inserted = sqlx::query(&sql)
+            .bind(token_hash)
+            .bind(expires_at)
+            .bind(username)
+            .bind(password_hash)
+            .execute(self.pool())
+            .await?;
         Ok(inserted.rows_affected() == 1)
     }
 
