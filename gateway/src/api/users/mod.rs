@@ -3,13 +3,15 @@
 //! (`PUT /v1/users/{username}`) and [`delete`] (`DELETE /v1/users/{username}`);
 //! logging in and out are `api::login` and `api::logout`.
 //!
-//! Who may do what, as in the on-prem client: an admin manages every user; a
-//! user may read and change the password of its own account only; only the
-//! built-in `admin` has the admin role (a created user is always a user) and
-//! it cannot be deleted. These rules are checked here, in the handlers, and
-//! not left to the authorizer plugin: a replaced plugin may narrow who
-//! reaches these endpoints, but must never be able to let a user make
-//! itself or anyone else an admin or remove the admin.
+//! Who may do what, as the on-prem reference says: an admin sets any user's
+//! password and a user its own; only the built-in `admin` has the admin role
+//! (a created user is always a user); the admin deletes accounts. Where the
+//! reference is silent, the strict choice: only an admin creates users, a
+//! user reads its own account only, and `admin` cannot be deleted at all.
+//! These rules are checked here, in the handlers, and not left to the
+//! authorizer plugin: a replaced plugin may narrow who reaches these
+//! endpoints, but must never be able to let a user make itself or anyone
+//! else an admin or remove the admin.
 
 pub mod create;
 pub mod delete;
