@@ -149,6 +149,10 @@ store_cases! {
         sqlite_users_insert_once_and_expired_tokens_are_refused,
         postgres_users_insert_once_and_expired_tokens_are_refused,
         mariadb_users_insert_once_and_expired_tokens_are_refused;
+    case_user_lifecycle =>
+        sqlite_deleting_a_user_revokes_exactly_its_tokens,
+        postgres_deleting_a_user_revokes_exactly_its_tokens,
+        mariadb_deleting_a_user_revokes_exactly_its_tokens;
     case_plugins =>
         sqlite_plugins_round_trip_binary_components_one_per_kind,
         postgres_plugins_round_trip_binary_components_one_per_kind,
@@ -666,33 +670,70 @@ async fn case_users_and_tokens(store: &Store, _: &DbConfig) {
         role: "admin".into(),
         must_change: true,
     };
-    store.ensure_user(&admin).await.expect("ensure_user");
+    assert!(store.ensure_user(&admin).await.expect("ensure_user"), "created");
     assert_eq!(store.user("admin").await.unwrap(), Some(admin.clone()));
     let again = UserRecord { password_hash: "$argon2id$v=19$other".into(), must_change: false, ..admin.clone() };
-    store.ensure_user(&again).await.expect("ensure_user again");
+    assert!(!store.ensure_user(&again).await.expect("ensure_user again"), "not created twice");
     assert_eq!(store.user("admin").await.unwrap(), Some(admin.clone()), "ensure_user inserts once");
 
-    store.set_password("admin", "$argon2id$v=19$changed").await.unwrap();
+    assert_eq!(store.set_password("admin", "$argon2id$v=19$changed").await.unwrap(), Some(0));
     let changed = store.user("admin").await.unwrap().unwrap();
     assert_eq!(changed.password_hash, "$argon2id$v=19$changed");
     assert!(!changed.must_change, "a new password ends must_change");
 
     let now = store.now_ms().await.unwrap();
     let week = 7 * 24 * 3600 * 1000;
-    store.insert_token("live-token-hash", "admin", now + week).await.unwrap();
-    store.insert_token("old-token-hash", "admin", now - 1_000).await.unwrap();
+    let changed_hash = "$argon2id$v=19$changed";
+    assert!(store.insert_token("live-token-hash", "admin", changed_hash, now + week).await.unwrap());
+    store.insert_token("old-token-hash", "admin", changed_hash, now - 1_000).await.unwrap();
+    // A token checked against a password that has changed since is not issued.
+    assert!(!store.insert_token("stale-token-hash", "admin", "$argon2id$v=19$first", now + week).await.unwrap());
     assert_eq!(store.token_user("live-token-hash").await.unwrap(), Some(changed), "an unexpired token");
     assert_eq!(store.token_user("old-token-hash").await.unwrap(), None, "an expired token");
     assert_eq!(store.token_user("unknown-hash").await.unwrap(), None, "an unknown token");
 
     // A logout revokes one token; a password change revokes all of the user's.
-    store.insert_token("second-token-hash", "admin", now + week).await.unwrap();
+    store.insert_token("second-token-hash", "admin", changed_hash, now + week).await.unwrap();
     assert!(store.revoke_token("live-token-hash").await.unwrap());
     assert!(!store.revoke_token("live-token-hash").await.unwrap(), "revoked once");
     assert_eq!(store.token_user("live-token-hash").await.unwrap(), None, "a revoked token");
     assert!(store.token_user("second-token-hash").await.unwrap().is_some(), "logout spares the others");
-    assert_eq!(store.set_password("admin", "$argon2id$v=19$third").await.unwrap(), 2, "both remaining tokens");
+    assert_eq!(store.set_password("admin", "$argon2id$v=19$third").await.unwrap(), Some(2), "both remaining tokens");
     assert_eq!(store.token_user("second-token-hash").await.unwrap(), None, "a token from before the change");
+}
+
+async fn case_user_lifecycle(store: &Store, _: &DbConfig) {
+    migrated(store).await;
+    let user = |name: &str| UserRecord {
+        username: name.into(),
+        password_hash: format!("$argon2id$v=19${name}"),
+        role: "user".into(),
+        must_change: false,
+    };
+    assert!(store.ensure_user(&user("ana")).await.unwrap());
+    assert!(store.ensure_user(&user("bob")).await.unwrap());
+    assert_eq!(store.set_password("nobody", "$argon2id$v=19$x").await.unwrap(), None, "no such user");
+    assert_eq!(store.user("nobody").await.unwrap(), None, "and none was made");
+
+    let now = store.now_ms().await.unwrap();
+    let later = now + 60_000;
+    for (hash, name) in [("ana-1", "ana"), ("ana-2", "ana"), ("bob-1", "bob")] {
+        assert!(store.insert_token(hash, name, &user(name).password_hash, later).await.unwrap(), "{hash}");
+    }
+    let unknown = store.insert_token("nobody-1", "nobody", &user("nobody").password_hash, later).await.unwrap();
+    assert!(!unknown, "no token for an unknown user");
+    assert_eq!(store.token_user("nobody-1").await.unwrap(), None);
+    // A deletion takes the user's tokens with it, and only theirs.
+    assert_eq!(store.delete_user("ana").await.unwrap(), Some(2), "both of ana's tokens");
+    assert_eq!(store.user("ana").await.unwrap(), None);
+    assert_eq!(store.token_user("ana-1").await.unwrap(), None, "a deleted user's token");
+    assert_eq!(store.token_user("bob-1").await.unwrap(), Some(user("bob")), "another user's token");
+    assert_eq!(store.delete_user("ana").await.unwrap(), None, "deleted once");
+    // The name is free again; a token left from before cannot come back with it.
+    let deleted = store.insert_token("ana-3", "ana", &user("ana").password_hash, later).await.unwrap();
+    assert!(!deleted, "no token for a deleted user");
+    assert!(store.ensure_user(&user("ana")).await.unwrap(), "the name can be taken again");
+    assert_eq!(store.token_user("ana-2").await.unwrap(), None, "an old token does not revive");
 }
 
 async fn case_plugins(store: &Store, _: &DbConfig) {

@@ -242,7 +242,8 @@ async fn webapp(host: &PluginHost, native: bool) -> (Router, String, TempDb) {
     auth::create_user(&store, "ana", "Str0ng!Passw0rd", UserRole::User).await.unwrap();
     let token = auth::new_token();
     let expires = store.now_ms().await.unwrap() + 86_400_000;
-    store.insert_token(&auth::token_hash(&token), "ana", expires).await.unwrap();
+    let password_hash = store.user("ana").await.unwrap().expect("ana exists").password_hash;
+    store.insert_token(&auth::token_hash(&token), "ana", &password_hash, expires).await.unwrap();
     let media = MediaDir::create(dir.join("media")).expect("the media directory opens");
     let control = ControlClient::new(&ClusterSecret::generate());
     let mut state = AppState::new(store, media, control, None, "bench", host.clone());

@@ -35,6 +35,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/media", post(api::media::upload))
         .route("/v1/media/{id}", get(api::media::download).delete(api::media::remove))
         .route("/v1/contacts", post(api::contacts::check))
+        .route("/v1/users", post(api::users::create::create))
+        .route(
+            "/v1/users/{username}",
+            get(api::users::read::read).put(api::users::update::update).delete(api::users::delete::delete),
+        )
         .route("/v1/users/logout", post(api::logout::logout))
         .route("/v1/health", get(api::health::health))
         .route("/v1/support", get(api::support::support))

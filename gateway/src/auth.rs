@@ -4,9 +4,11 @@
 //!    bad ones with 401): a request without any is an anonymous caller;
 //! 2. [`authorize`] asks the authorization policy (the authorizer plugin)
 //!    whether that caller may make this request. It is the one place that
-//!    decides: the default plugin keeps the API key to health, metrics and
-//!    stats and the settings, plugins and account endpoints to admins, as in
-//!    the on-prem client; handlers check nothing more.
+//!    decides by path: the default plugin keeps the API key to health,
+//!    metrics and stats and the settings, plugins and account endpoints to
+//!    admins, as in the on-prem client. The one rule below the path is the
+//!    user endpoints' (`api::users`: an admin manages users, a user only
+//!    itself), which their handlers keep so that no plugin can hand it out.
 //!
 //! - Passwords are stored as argon2 PHC strings; hashing runs on the blocking
 //!   pool so that a login never stalls the API, one hash per core at most and
@@ -172,12 +174,13 @@ async fn bearer_caller(state: &AppState, token: &str) -> Result<Caller, ApiError
     let user = match state.tokens.get(&hash) {
         Some(user) => user,
         None => {
+            let lookup = state.tokens.lookup();
             let user = state
                 .store
                 .token_user(&hash)
                 .await?
                 .ok_or_else(|| ApiError::unauthenticated("the token is unknown or expired; log in again"))?;
-            state.tokens.insert(hash, user.clone());
+            state.tokens.insert(lookup, hash, user.clone());
             user
         }
     };

@@ -5,11 +5,11 @@
 //!
 //! | code | title                      | HTTP | used for                                             |
 //! |------|----------------------------|------|------------------------------------------------------|
-//! | 1000 | Generic error              | 409  | settings changed under us too many times in a row    |
+//! | 1000 | Generic error              | 409  | settings changed under us too many times in a row; a user name taken |
 //! | 1001 | Message too long           | 400  | text body over 4096 characters                       |
 //! | 1005 | Access denied              | 401  | missing or bad credentials, token, or API key; an authorizer's 401 |
-//! | 1005 | Access denied              | 403  | the authorizer's 403 (role, Apikey scope, a plugin's rule) |
-//! | 1006 | Resource not found         | 404  | no such endpoint, plugin kind, or uploaded plugin    |
+//! | 1005 | Access denied              | 403  | the authorizer's 403 (role, Apikey scope, a plugin's rule); the user endpoints' role rules |
+//! | 1006 | Resource not found         | 404  | no such endpoint, plugin kind, uploaded plugin, or user |
 //! | 1008 | Required parameter is missing | 400 | a required field or the body is absent            |
 //! | 1009 | Parameter value is not valid  | 400 | a refused value or type; a router's refusal; an unloadable plugin |
 //! | 1010 | Parameter is not required  | 400  | an unknown field (I6: nothing is silently ignored)   |
@@ -41,7 +41,7 @@ use shardgate_core::store::StoreError;
 /// The kinds of failure the API reports, each with its on-prem code and HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// 1000, 409: a retryable conflict with a concurrent writer.
+    /// 1000, 409: a conflict with what is stored (a concurrent writer, a taken name).
     Conflict,
     /// 1001, 400: a text body over the limit.
     MessageTooLong,

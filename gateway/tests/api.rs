@@ -134,6 +134,10 @@ async fn every_endpoint_but_login_requires_a_bearer_token() {
         (Method::GET, "/v1/settings/application"),
         (Method::PATCH, "/v1/settings/application"),
         (Method::DELETE, "/v1/settings/application"),
+        (Method::POST, "/v1/users"),
+        (Method::GET, "/v1/users/admin"),
+        (Method::PUT, "/v1/users/admin"),
+        (Method::DELETE, "/v1/users/admin"),
     ];
     for (method, path) in routes {
         let anonymous = webapp.request(method.clone(), path).send().await.unwrap();
@@ -192,7 +196,7 @@ async fn token_of_a_user_whose_password_must_change_only_allows_login() {
     webapp.store.ensure_user(&user).await.unwrap();
     let token = auth::new_token();
     let far = webapp.store.now_ms().await.unwrap() + 3_600_000;
-    webapp.store.insert_token(&auth::token_hash(&token), "bob", far).await.unwrap();
+    webapp.store.insert_token(&auth::token_hash(&token), "bob", &user.password_hash, far).await.unwrap();
     let response = webapp.request(Method::GET, "/v1/health").bearer_auth(&token).send().await.unwrap();
     let (status, code, _) = onprem_error(response).await;
     assert_eq!((status, code), (StatusCode::FORBIDDEN, 1024));

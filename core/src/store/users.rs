@@ -41,31 +41,53 @@ impl Store {
         row.as_ref().map(UserRecord::from_row).transpose()
     }
 
-    /// Creates the user unless one of that name exists.
-    pub async fn ensure_user(&self, user: &UserRecord) -> StoreResult<()> {
+    /// Creates the user unless one of that name exists; whether it was created.
+    /// Two webapps creating the same name at once both ask the database, so
+    /// exactly one of them gets `true`.
+    pub async fn ensure_user(&self, user: &UserRecord) -> StoreResult<bool> {
         let sql =
             self.sql("{insert_ignore} INTO users (username, password_hash, role, must_change) VALUES (?, ?, ?, ?)");
-        sqlx::query(&sql)
+        let inserted = sqlx::query(&sql)
             .bind(&user.username)
             .bind(&user.password_hash)
             .bind(&user.role)
             .bind(i64::from(user.must_change))
             .execute(self.pool())
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected();
+        Ok(inserted == 1)
     }
 
     /// Sets a new password hash, ending the must-change state, and revokes
     /// every token of the user in the same transaction (whoever held the old
-    /// password may hold a token too). Returns how many tokens were revoked.
-    pub async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<u64> {
+    /// password may hold a token too). Returns how many tokens were revoked,
+    /// or `None` when there is no such user (and nothing changed).
+    pub async fn set_password(&self, username: &str, password_hash: &str) -> StoreResult<Option<u64>> {
         let mut tx = self.pool().begin().await?;
         let update = self.sql("UPDATE users SET password_hash = ?, must_change = 0 WHERE username = ?");
-        sqlx::query(&update).bind(password_hash).bind(username).execute(&mut *tx).await?;
+        let updated = sqlx::query(&update).bind(password_hash).bind(username).execute(&mut *tx).await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
         let revoke = self.sql("DELETE FROM tokens WHERE username = ?");
         let revoked = sqlx::query(&revoke).bind(username).execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
-        Ok(revoked)
+        Ok(Some(revoked))
+    }
+
+    /// Deletes a user and every token of theirs in one transaction, so no
+    /// token outlives its user on any webapp that asks the database. Returns
+    /// how many tokens were revoked, or `None` when there is no such user.
+    pub async fn delete_user(&self, username: &str) -> StoreResult<Option<u64>> {
+        let mut tx = self.pool().begin().await?;
+        let delete = self.sql("DELETE FROM users WHERE username = ?");
+        if sqlx::query(&delete).bind(username).execute(&mut *tx).await?.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let revoke = self.sql("DELETE FROM tokens WHERE username = ?");
+        let revoked = sqlx::query(&revoke).bind(username).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(Some(revoked))
     }
 
     /// Revokes one token; whether it existed.
@@ -74,11 +96,32 @@ impl Store {
         Ok(sqlx::query(&sql).bind(token_hash).execute(self.pool()).await?.rows_affected() > 0)
     }
 
-    /// Stores a token hash valid until `expires_at` (unix ms).
-    pub async fn insert_token(&self, token_hash: &str, username: &str, expires_at: i64) -> StoreResult<()> {
-        let sql = self.sql("INSERT INTO tokens (token_hash, username, expires_at) VALUES (?, ?, ?)");
-        sqlx::query(&sql).bind(token_hash).bind(username).bind(expires_at).execute(self.pool()).await?;
-        Ok(())
+    /// Stores a token hash valid until `expires_at` (unix ms) for the user,
+    /// if it still exists with the password hash `password_hash`; whether it
+    /// was stored. A login checks the password first and issues the token an
+    /// argon2 hash later: a deletion or a password change in between revoked
+    /// the user's tokens, and must not be outlived by one issued on the old
+    /// password (nor, after a deletion, come back to life for a new user of
+    /// the same name).
+    pub async fn insert_token(
+        &self,
+        token_hash: &str,
+        username: &str,
+        password_hash: &str,
+        expires_at: i64,
+    ) -> StoreResult<bool> {
+        let sql = self.sql(
+            "INSERT INTO tokens (token_hash, username, expires_at) \
+             SELECT ?, username, ? FROM users WHERE username = ? AND password_hash = ?",
+        );
+        let inserted = sqlx::query(&sql)
+            .bind(token_hash)
+            .bind(expires_at)
+            .bind(username)
+            .bind(password_hash)
+            .execute(self.pool())
+            .await?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     /// The user behind an unexpired token.

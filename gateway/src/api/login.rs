@@ -53,6 +53,8 @@ pub async fn login(
         tracing::warn!(user = %username, client = %client, "failed login: wrong user name or password");
         return Err(ApiError::unauthenticated("wrong user name or password"));
     };
+    // The password hash the token is issued on: the one just checked, or the new one.
+    let mut password_hash = user.password_hash.clone();
     match body.and_then(|b| b.new_password) {
         Some(new_password) => {
             let problems = auth::password_problems(&new_password);
@@ -60,8 +62,12 @@ pub async fn login(
                 return Err(ApiError::invalid(format!("new_password is refused: {}", problems.join("; "))));
             }
             let hash = auth::hash_password(&new_password).await?;
-            let revoked = state.store.set_password(&username, &hash).await?;
+            let Some(revoked) = state.store.set_password(&username, &hash).await? else {
+                // Deleted between the password check and now: no token for a user that is gone.
+                return Err(ApiError::unauthenticated("wrong user name or password"));
+            };
             state.tokens.clear();
+            password_hash = hash;
             tracing::info!(user = %username, client = %client, "password changed; {revoked} earlier tokens revoked");
         }
         None if user.must_change => {
@@ -78,7 +84,10 @@ pub async fn login(
     }
     let token = auth::new_token();
     let expires_at = state.store.now_ms().await? + TOKEN_LIFETIME_MS;
-    state.store.insert_token(&auth::token_hash(&token), &username, expires_at).await?;
+    if !state.store.insert_token(&auth::token_hash(&token), &username, &password_hash, expires_at).await? {
+        // Deleted, or its password changed, since the password was checked.
+        return Err(ApiError::unauthenticated("wrong user name or password"));
+    }
     Ok(Json(LoginResponse { users: vec![IssuedToken { token, expires_after: utc_timestamp(expires_at) }] }))
 }
 

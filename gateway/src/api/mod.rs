@@ -1,5 +1,6 @@
 //! One file per endpoint, each in the same shape: request type, handler,
-//! response type; `messages` is a directory, one file per message type.
+//! response type; `messages` is a directory, one file per message type, and
+//! `users` one file per user endpoint.
 
 pub mod contacts;
 pub mod health;
@@ -11,3 +12,4 @@ pub mod metrics;
 pub mod plugins;
 pub mod settings;
 pub mod support;
+pub mod users;
