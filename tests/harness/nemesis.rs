@@ -511,7 +511,7 @@ impl Nemesis<'_> {
                     iptables(self.netns(), "-A", rule);
                 }
             }
-            _ => unreachable!("process faults are handled above"),
+            _ => unreachable!("process faults and database partitions are handled above"),
         }
     }
 

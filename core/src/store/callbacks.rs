@@ -153,22 +153,7 @@ impl Store {
              WHERE shard = ? AND delivered_at IS NULL GROUP BY recipient) h ON c.seq = h.head \
              WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
         );
-        let rows = sqlx::query(&sql)
-            .bind(i64::from(shard))
-            .bind(after_seq)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PendingCallback {
-                    seq: r.try_get(0)?,
-                    recipient: r.text(1)?,
-                    attempts: r.try_get(2)?,
-                    wait_ms: r.try_get(3)?,
-                })
-            })
-            .collect()
+        self.pending_rows(&sql, shard, after_seq, limit).await
     }
 
     /// Up to `limit` pending callbacks of `shard` after `after_seq`, in `seq` order.
@@ -178,7 +163,20 @@ impl Store {
              CASE WHEN next_attempt_at <= {now} THEN 0 ELSE next_attempt_at - {now} END \
              FROM callbacks WHERE shard = ? AND delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
         );
-        let rows = sqlx::query(&sql)
+        self.pending_rows(&sql, shard, after_seq, limit).await
+    }
+
+    /// Runs a pending-callback query of [`Store::pending_heads`] or
+    /// [`Store::pending_callbacks`]: bound as `shard, after_seq, limit`,
+    /// selecting `seq, recipient, attempts, wait_ms`.
+    async fn pending_rows(
+        &self,
+        sql: &str,
+        shard: u32,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingCallback>> {
+        let rows = sqlx::query(sql)
             .bind(i64::from(shard))
             .bind(after_seq)
             .bind(i64::from(limit))
